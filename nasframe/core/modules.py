@@ -1,0 +1,133 @@
+"""Choice modules, the Supernet mixin, and the path state dict that export is built on.
+
+A choice module holds the candidates of one decision and runs only the active one: single-path mode costs
+what the standalone subnet costs (no masks over inactive ops, no multiplications by zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from nasframe.core.arch import Arch
+from nasframe.errors import InvalidArchError
+
+
+class Zero(nn.Module):
+    """The ``none`` op: contributes nothing. Cells skip it (``is_zero``) instead of adding zeros."""
+
+    is_zero = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+def is_zero_op(module: nn.Module) -> bool:
+    """True when ``module`` (an op or a choice module's active op) contributes nothing."""
+    return bool(getattr(module, "is_zero", False))
+
+
+class ChoiceModule(nn.Module):
+    """A module controlled by one choice of the space (``choice_name``)."""
+
+    choice_name: str
+
+    def set_option(self, option: str) -> None:
+        raise NotImplementedError
+
+    def active_module(self) -> nn.Module:
+        """The module that the active option runs, as a standalone module would hold it."""
+        raise NotImplementedError
+
+
+class OpChoice(ChoiceModule):
+    """A categorical choice among candidate ops; only the active op runs (single-path mode).
+
+    Its parameters are ``candidates.<option>.*``; in the standalone subnet the chosen op sits where the
+    OpChoice was, so its parameters are ``*`` under the same prefix (see :func:`path_state_dict`).
+    """
+
+    def __init__(self, choice_name: str, candidates: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.choice_name = choice_name
+        self.candidates = nn.ModuleDict(candidates)
+        self.active = next(iter(candidates))
+
+    def set_option(self, option: str) -> None:
+        if option not in self.candidates:
+            raise InvalidArchError(f"choice '{self.choice_name}' has no option '{option}'")
+        self.active = option
+
+    def active_module(self) -> nn.Module:
+        return self.candidates[self.active]
+
+    @property
+    def is_zero(self) -> bool:
+        return is_zero_op(self.candidates[self.active])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.candidates[self.active](x)
+
+    def extra_repr(self) -> str:
+        return f"choice={self.choice_name!r}, active={self.active!r}"
+
+
+class Supernet(nn.Module):
+    """Mixin for weight-sharing supernets: routes an arch to the choice modules it contains.
+
+    Several modules may share one choice (NAS-Bench-201 repeats one cell in every position).
+    """
+
+    def _choice_index(self) -> dict[str, list[ChoiceModule]]:
+        index = self.__dict__.get("_nasframe_choice_index")
+        if index is None:
+            index = {}
+            for module in self.modules():
+                if isinstance(module, ChoiceModule):
+                    index.setdefault(module.choice_name, []).append(module)
+            self.__dict__["_nasframe_choice_index"] = index
+        return index
+
+    @property
+    def choice_names(self) -> list[str]:
+        return list(self._choice_index())
+
+    def set_arch(self, arch: Mapping[str, str]) -> None:
+        """Make ``arch`` the active path. Every choice of the supernet must be assigned."""
+        index = self._choice_index()
+        missing = [name for name in index if name not in arch]
+        if missing:
+            raise InvalidArchError(f"arch has no option for choice '{missing[0]}'")
+        for name, modules in index.items():
+            option = arch[name]
+            for module in modules:
+                module.set_option(option)
+        self.__dict__["_nasframe_active_arch"] = Arch({name: arch[name] for name in index})
+
+    @property
+    def active_arch(self) -> Arch | None:
+        return self.__dict__.get("_nasframe_active_arch")
+
+
+def path_state_dict(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The state dict of the active path, keyed as in the standalone subnet.
+
+    Every :class:`ChoiceModule` contributes the state of its :meth:`~ChoiceModule.active_module` under its
+    own prefix; every other module contributes its parameters and persistent buffers. Tensors are shared,
+    not copied.
+    """
+    if isinstance(module, ChoiceModule):
+        return {prefix + key: value for key, value in module.active_module().state_dict(keep_vars=True).items()}
+    state: dict[str, torch.Tensor] = {}
+    for name, param in module._parameters.items():
+        if param is not None:
+            state[prefix + name] = param
+    for name, buf in module._buffers.items():
+        if buf is not None and name not in module._non_persistent_buffers_set:
+            state[prefix + name] = buf
+    for name, child in module._modules.items():
+        if child is not None:
+            state.update(path_state_dict(child, prefix + name + "."))
+    return state

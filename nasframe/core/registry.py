@@ -1,0 +1,87 @@
+"""Name -> class registries, so configs name spaces, samplers, selectors and data sets by string.
+
+A registry resolves a name in this order:
+
+1. names registered in code with :meth:`Registry.register`;
+2. entry points of the registry's group (``nasframe.spaces``, ...) declared by any installed package:
+   this is how the ``search_spaces`` package plugs its spaces in without ``nasframe`` importing it;
+3. a ``"package.module:ClassName"`` path, for classes in code that is not installed.
+
+Unknown names raise :class:`~nasframe.errors.UnknownNameError` listing the known ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from nasframe.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A registry of classes (or factories) of one kind."""
+
+    def __init__(self, kind: str, entry_point_group: str, builtin_modules: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._builtin_modules = builtin_modules
+        self._registered: dict[str, T] = {}
+
+    def _import_builtins(self) -> None:
+        """Import nasframe's own modules of this kind, whose classes register themselves on import."""
+        while self._builtin_modules:
+            module, *rest = self._builtin_modules
+            self._builtin_modules = tuple(rest)
+            importlib.import_module(module)
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator: ``@SAMPLERS.register("uniform")``."""
+
+        def decorate(obj: T) -> T:
+            existing = self._registered.get(name)
+            if existing is not None and existing is not obj:
+                raise ValueError(f"{self.kind} '{name}' is already registered as {existing!r}")
+            self._registered[name] = obj
+            return obj
+
+        return decorate
+
+    def _entry_points(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=self.entry_point_group)}
+
+    def names(self) -> list[str]:
+        """All names this registry can resolve without a module path."""
+        self._import_builtins()
+        return sorted(set(self._registered) | set(self._entry_points()))
+
+    def get(self, name: str) -> T:
+        self._import_builtins()
+        if name in self._registered:
+            return self._registered[name]
+        entry = self._entry_points().get(name)
+        if entry is not None:
+            return entry.load()
+        if ":" in name:
+            module_name, _, attr = name.partition(":")
+            try:
+                return getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                raise UnknownNameError(f"cannot load {self.kind} '{name}': {exc}") from None
+        known = ", ".join(self.names()) or "none"
+        raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {known}")
+
+    def __contains__(self, name: str) -> bool:
+        self._import_builtins()
+        return name in self._registered or name in self._entry_points()
+
+
+SPACES: Registry[Any] = Registry("search space", "nasframe.spaces")
+DATASETS: Registry[Any] = Registry("dataset", "nasframe.datasets", ("nasframe.data.digits",))
+SAMPLERS: Registry[Any] = Registry("path sampler", "nasframe.samplers", ("nasframe.sampling.uniform",))
+SELECTORS: Registry[Any] = Registry(
+    "selector", "nasframe.selectors", ("nasframe.selection.evolutionary", "nasframe.selection.random_search")
+)

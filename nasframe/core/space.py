@@ -1,0 +1,196 @@
+"""The SearchSpace protocol: the choices of a space plus the rules that make an arch valid."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasframe.core.arch import Arch
+from nasframe.core.choice import Choice
+from nasframe.core.settings import Configurable
+from nasframe.errors import InvalidArchError
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a space needs to know about the data: input shape (C, H, W) and number of classes."""
+
+    in_channels: int = 3
+    input_size: tuple[int, int] = (32, 32)
+    num_classes: int = 10
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, *self.input_size)
+
+
+class SearchSpace(Configurable, ABC):
+    """A search space: ordered :class:`Choice` s and the rules over them.
+
+    Subclasses set ``name``, a ``Config`` dataclass with their settings, implement :meth:`_make_choices`,
+    :meth:`build_supernet` and :meth:`build_subnet`, and usually override :meth:`parse` / :meth:`format`
+    (the community's native arch string) and :meth:`canonical` (isomorphism).
+    """
+
+    name: ClassVar[str] = "space"
+
+    def __init__(self, data: DataSpec | None = None, **settings: Any) -> None:
+        self._init_config(settings, where=self.name)
+        self.data = data or DataSpec()
+        self._choices: tuple[Choice, ...] = tuple(self._make_choices())
+        self._full_choices = self._choices
+
+    # -- choices ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def _make_choices(self) -> Sequence[Choice]:
+        """The space's choices, in a fixed order."""
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        return self._choices
+
+    def choice(self, name: str) -> Choice:
+        for choice in self._choices:
+            if choice.name == name:
+                return choice
+        raise InvalidArchError(f"{self.name}: no choice named '{name}'; choices: {[c.name for c in self._choices]}")
+
+    @property
+    def size(self) -> int:
+        """Number of archs (before removing isomorphic duplicates)."""
+        return math.prod(len(c) for c in self._choices)
+
+    @property
+    def is_restricted(self) -> bool:
+        return self._choices != self._full_choices
+
+    # -- membership ------------------------------------------------------------------------------------
+    def validate(self, arch: Mapping[str, str]) -> Arch:
+        """Return ``arch`` as an :class:`Arch` in choice order, or raise naming the bad choice/option."""
+        if not isinstance(arch, Mapping):
+            raise InvalidArchError(f"{self.name}: an arch is a mapping choice -> option, got {type(arch).__name__}")
+        names = [c.name for c in self._choices]
+        missing = [n for n in names if n not in arch]
+        if missing:
+            raise InvalidArchError(f"{self.name}: arch has no option for choice '{missing[0]}'")
+        extra = [k for k in arch if k not in names]
+        if extra:
+            raise InvalidArchError(f"{self.name}: arch names unknown choice '{extra[0]}'; choices: {names}")
+        for choice, full in zip(self._choices, self._full_choices):
+            option = arch[choice.name]
+            if option not in choice.options:
+                if option in full.options:
+                    raise InvalidArchError(
+                        f"{self.name}: option '{option}' of choice '{choice.name}' is outside this restricted "
+                        f"sub-space (allowed: {list(choice.options)})"
+                    )
+                raise InvalidArchError(
+                    f"{self.name}: unknown option '{option}' for choice '{choice.name}'; options: {list(full.options)}"
+                )
+        return arch if isinstance(arch, Arch) and list(arch) == names else Arch({n: arch[n] for n in names})
+
+    def contains(self, arch: Mapping[str, str]) -> bool:
+        try:
+            self.validate(arch)
+        except InvalidArchError:
+            return False
+        return True
+
+    def canonical(self, arch: Mapping[str, str]) -> Arch:
+        """The representative of ``arch`` 's isomorphism class; the identity unless a space knows better."""
+        return self.validate(arch)
+
+    # -- sampling and variation ------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """An arch with every option of every choice drawn uniformly and independently."""
+        return Arch({c.name: c.options[int(rng.integers(len(c)))] for c in self._choices})
+
+    def mutate(self, arch: Mapping[str, str], rng: np.random.Generator, prob: float = 0.1) -> Arch:
+        """Each choice independently, with probability ``prob``, takes a different option, drawn uniformly."""
+        arch = self.validate(arch)
+        out = {}
+        for c in self._choices:
+            option = arch[c.name]
+            if len(c) > 1 and rng.random() < prob:
+                others = [o for o in c.options if o != option]
+                option = others[int(rng.integers(len(others)))]
+            out[c.name] = option
+        return Arch(out)
+
+    def crossover(self, first: Mapping[str, str], second: Mapping[str, str], rng: np.random.Generator) -> Arch:
+        """Uniform crossover: each choice's option comes from either parent with probability 1/2."""
+        first, second = self.validate(first), self.validate(second)
+        return Arch({c.name: (first if rng.random() < 0.5 else second)[c.name] for c in self._choices})
+
+    def enumerate(self) -> Iterator[Arch]:
+        """Every arch of the space, in lexicographic order of option indices."""
+        names = [c.name for c in self._choices]
+        for options in itertools.product(*(c.options for c in self._choices)):
+            yield Arch(dict(zip(names, options)))
+
+    def restrict(self, allowed: Mapping[str, Sequence[str]]) -> SearchSpace:
+        """A sub-space in which each named choice keeps only the ``allowed`` options (few-shot splits).
+
+        The sub-space builds the same supernet as the full space; it only narrows sampling, enumeration and
+        validation.
+        """
+        narrowed = []
+        for c in self._choices:
+            if c.name not in allowed:
+                narrowed.append(c)
+                continue
+            keep = tuple(allowed[c.name])
+            bad = [o for o in keep if o not in c.options]
+            if bad or not keep:
+                raise InvalidArchError(f"{self.name}: cannot restrict choice '{c.name}' to {list(keep)}")
+            narrowed.append(Choice(c.name, tuple(o for o in c.options if o in keep)))
+        unknown = set(allowed) - {c.name for c in self._choices}
+        if unknown:
+            raise InvalidArchError(f"{self.name}: cannot restrict unknown choice '{sorted(unknown)[0]}'")
+        sub = copy.copy(self)
+        sub._choices = tuple(narrowed)
+        return sub
+
+    # -- strings ---------------------------------------------------------------------------------------
+    def parse(self, text: str) -> Arch:
+        """An arch from its string form; the base class reads JSON objects ``{"choice": "option", ...}``."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise InvalidArchError(f"{self.name}: cannot parse arch string {text!r} (expected a JSON object)") from None
+        if not isinstance(data, dict):
+            raise InvalidArchError(f"{self.name}: arch JSON must be an object, got {text!r}")
+        return self.validate(Arch.from_json(data))
+
+    def format(self, arch: Mapping[str, str]) -> str:
+        """The arch's string form (the community's native string where the space has one)."""
+        return self.validate(arch).to_json()
+
+    # -- networks --------------------------------------------------------------------------------------
+    @abstractmethod
+    def build_supernet(self) -> nn.Module:
+        """The weight-sharing supernet (a :class:`~nasframe.core.modules.Supernet`)."""
+
+    @abstractmethod
+    def build_subnet(self, arch: Mapping[str, str]) -> nn.Module:
+        """The standalone network of ``arch``, whose state dict keys match the supernet's path."""
+
+    def count_params(self, arch: Mapping[str, str]) -> int:
+        """Parameters of the standalone subnet of ``arch`` (built on the meta device: no memory, no init)."""
+        with torch.device("meta"):
+            subnet = self.build_subnet(arch)
+        return sum(p.numel() for p in subnet.parameters())
+
+    def describe(self) -> dict[str, Any]:
+        """Name, settings and data spec: enough to rebuild this space."""
+        return {"name": self.name, "config": asdict(self.config), "data": asdict(self.data)}

@@ -1,0 +1,46 @@
+"""BatchNorm recalibration.
+
+A weight-sharing supernet's BatchNorm running statistics mix every path it trained; a single path's
+activations have other statistics. Recalibration (as in "Single Path One-Shot NAS with Uniform Sampling")
+resets the running statistics and re-estimates them for the active path from training batches: with
+``momentum=None`` BatchNorm keeps the exact cumulative mean over the batches seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate the running statistics of every BatchNorm from ``batches``; returns the batch count.
+
+    Only BatchNorm layers run in training mode (dropout and the like stay in eval mode); the model is left
+    in eval mode. Layers that are not on the active path are reset and stay unused.
+    """
+    layers = batchnorm_layers(model)
+    model.eval()
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+    count = 0
+    try:
+        for x in batches:
+            model(x)
+            count += 1
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+            layer.eval()
+    return count

@@ -1,0 +1,6 @@
+"""Arch -> standalone torch module with inherited weights, saved for use without nasframe."""
+
+from nasframe.export.extract import extract
+from nasframe.export.save import ExportPaths, save_export
+
+__all__ = ["ExportPaths", "extract", "save_export"]

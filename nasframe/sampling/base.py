@@ -1,0 +1,53 @@
+"""The PathSampler interface.
+
+A path sampler proposes the arch a single-path supernet trains at each step (``sample``). Adaptive samplers
+receive the step's statistics back (``observe``). All sampler state, random stream included, is in
+``state_dict`` so that a resumed run continues the same sequence of paths.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from nasframe.core.arch import Arch
+from nasframe.core.registry import SAMPLERS
+from nasframe.core.settings import Configurable
+from nasframe.core.space import SearchSpace
+from nasframe.errors import ConfigError
+
+
+class PathSampler(Configurable, ABC):
+    """Base class: holds the space and a seeded ``numpy`` generator."""
+
+    name = "sampler"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
+        self._init_config(settings, where="sampler")
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def sample(self) -> Arch:
+        """The arch to train at the next step."""
+
+    def observe(self, arch: Arch, stats: dict[str, Any]) -> None:
+        """Statistics of the step that trained ``arch`` (loss, gradients...). Non-adaptive samplers ignore it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        # JSON keeps the 128-bit PCG64 state exact and loadable with torch.load(weights_only=True)
+        return {"rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = json.loads(state["rng"])
+
+
+def build_sampler(node: Any, space: SearchSpace, seed: int) -> PathSampler:
+    """The sampler named by ``node.name``, with the rest of ``node`` as its settings."""
+    name = node.get("name") if node is not None else None
+    if not name:
+        raise ConfigError(f"sampler.name is required; known samplers: {', '.join(SAMPLERS.names())}")
+    return SAMPLERS.get(name).from_config(node, where="sampler", space=space, seed=seed)

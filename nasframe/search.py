@@ -1,0 +1,208 @@
+"""The search pipeline as a library call: train a supernet, select an arch, export it, write a report.
+
+``run_search(cfg, run_dir)`` is what ``nasframe search`` runs; ``cfg`` is a :class:`~nasframe.config.SearchConfig`
+(or the DictConfig Hydra composed from it). Every component is built and every setting checked before the
+first training step, so a typo fails in seconds, not after training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nasframe.config import SearchConfig
+from nasframe.core.arch import Arch
+from nasframe.core.registry import SPACES
+from nasframe.core.settings import settings_from
+from nasframe.core.space import DataSpec, SearchSpace
+from nasframe.data.base import InMemoryLoader, build_dataset
+from nasframe.errors import ConfigError
+from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, accuracy
+from nasframe.export.extract import extract
+from nasframe.export.save import save_export
+from nasframe.sampling.base import build_sampler
+from nasframe.selection.base import Evaluation, SelectionResult, build_selector
+from nasframe.selection.constraints import ParamBudget
+from nasframe.training.checkpoint import resolve_checkpoint
+from nasframe.training.trainer import SupernetTrainer, TrainerConfig
+
+log = logging.getLogger("nasframe.search")
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    arch: Arch
+    native: str
+    valid_accuracy: float  # inherited supernet weights, after BN recalibration
+    test_accuracy: float  # the exported subnet on the test split
+    params: int
+    export_max_abs_diff: float
+    files: dict[str, Path]
+
+
+def build_space(node: Any, data: DataSpec) -> SearchSpace:
+    name = node.get("name") if node is not None else None
+    if not name:
+        raise ConfigError(f"space.name is required; known spaces: {', '.join(SPACES.names())}")
+    return SPACES.get(name).from_config(node, where="space", data=data)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available on this machine; use device=cpu or device=auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+
+
+def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome:
+    """Train, select, export; everything the run writes goes under ``run_dir``."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    # -- build and check everything before any work -----------------------------------------------------
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    trainer_cfg = settings_from(TrainerConfig, cfg.trainer, "trainer")
+    trainer_cfg.check()
+    evaluator_cfg = settings_from(EvaluatorConfig, cfg.evaluator, "evaluator")
+    evaluator_cfg.check()
+    data = build_dataset(cfg.dataset)
+    space = build_space(cfg.space, data.spec)
+    sampler = build_sampler(cfg.sampler, space, seed=cfg.seed)
+    selector = build_selector(cfg.selector)
+    fixed_arch = space.parse(cfg.arch) if cfg.arch else None
+    resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
+    constraints = [ParamBudget(space, cfg.constraints.max_params)] if cfg.constraints.max_params else []
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("data    %s", data.summary())
+    log.info("space   %s (%s archs), sampler %s, selector %s", space.name, f"{space.size:,}", cfg.sampler.name, cfg.selector.name)
+    log.info("device  %s, %d threads", device, torch.get_num_threads())
+
+    # -- train the supernet -------------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    supernet = space.build_supernet().to(device)
+    loader = InMemoryLoader(data.train.to(device), trainer_cfg.batch_size, seed=cfg.seed)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    trainer = SupernetTrainer(
+        supernet, sampler, loader, trainer_cfg, run_dir=run_dir, writer=writer, space_description=space.describe()
+    )
+    if resume_from is not None:
+        trainer.resume(resume_from)
+    train_started = time.perf_counter()
+    history = trainer.fit()
+    if trainer.epoch == 0 or not (run_dir / "checkpoint.pt").exists():
+        trainer.save_checkpoint()
+    train_seconds = time.perf_counter() - train_started
+
+    # -- select -----------------------------------------------------------------------------------------
+    select_started = time.perf_counter()
+    evaluator = SupernetEvaluator(supernet, data.valid, data.train, evaluator_cfg)
+    if fixed_arch is not None:
+        score = evaluator(fixed_arch)
+        result = SelectionResult(fixed_arch, score, [Evaluation(fixed_arch, score, 1)])
+        log.info("arch given: %s", space.format(fixed_arch))
+    else:
+        result = selector.select(space, evaluator, constraints=constraints, supernet=supernet, seed=cfg.seed)
+    select_seconds = time.perf_counter() - select_started
+    for record, best in zip(result.history, result.best_so_far()):
+        writer.add_scalar("select/score", record.score, record.query)
+        writer.add_scalar("select/best_score", best, record.query)
+    (run_dir / "selection.json").write_text(result.to_json(space) + "\n")
+    log.info("selected %s  (valid acc %.2f%% with inherited weights, %d archs evaluated in %.1fs)",
+             space.format(result.arch), result.score, len(result.history), select_seconds)
+
+    # -- export ------------------------------------------------------------------------------------------
+    evaluator.prepare(result.arch)  # BN statistics of the chosen path go into the export
+    subnet = extract(space, supernet, result.arch).eval()
+    with torch.no_grad():
+        probe = data.valid.x[: evaluator_cfg.batch_size].to(device)
+        max_diff = (supernet(probe) - subnet(probe)).abs().max().item()
+    test_acc = accuracy(subnet, data.test.to(device), evaluator_cfg.batch_size)
+    params = sum(p.numel() for p in subnet.parameters())
+    paths = save_export(
+        run_dir / "export", space, result.arch, subnet, torch_export=cfg.export.torch_export,
+        extra={"valid_accuracy": result.score, "test_accuracy": test_acc, "params": params},
+    )
+    writer.add_text("select/arch", space.format(result.arch))
+    writer.add_scalar("final/test_accuracy", test_acc)
+    writer.close()
+
+    files = {
+        "config": run_dir / "config.yaml",
+        "checkpoint": run_dir / "checkpoint.pt",
+        "tensorboard": run_dir / "tensorboard",
+        "selection": run_dir / "selection.json",
+        "arch": paths.arch_json,
+        "state_dict": paths.state_dict,
+        "report": run_dir / "report.md",
+    }
+    if paths.program is not None:
+        files["program"] = paths.program
+    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), result.score, test_acc, params, max_diff, files)
+    timings = {"train": train_seconds, "select": select_seconds, "total": time.perf_counter() - started}
+    (run_dir / "report.md").write_text(render_report(cfg, space, data.summary(), history, result, outcome, timings))
+    return outcome
+
+
+def render_report(
+    cfg: DictConfig,
+    space: SearchSpace,
+    data_summary: str,
+    history: list[dict[str, float]],
+    result: SelectionResult,
+    outcome: SearchOutcome,
+    timings: dict[str, float],
+) -> str:
+    last = history[-1] if history else None
+    lines = [
+        "# nasframe search report",
+        "",
+        f"- data: {data_summary}",
+        f"- space: `{json.dumps(space.describe()['config'])}` ({cfg.space.name}, {space.size:,} archs)",
+        f"- sampler: {cfg.sampler.name}; selector: {cfg.selector.name}; seed {cfg.seed}; torch {torch.__version__}",
+        f"- supernet training: {cfg.trainer.epochs} epochs, batch {cfg.trainer.batch_size}, lr {cfg.trainer.lr} cosine"
+        + (f"; last epoch loss {last['loss']:.4f}, train accuracy {last['accuracy']:.2f}%" if last else ""),
+        f"- selection: {len(result.history)} archs evaluated with inherited weights on the valid split"
+        f" (BN recalibrated on {cfg.evaluator.bn_recalibration_batches} x {cfg.evaluator.bn_batch_size} training images)",
+        "",
+        "## Selected architecture",
+        "",
+        f"    {outcome.native}",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| valid accuracy, supernet weights | {outcome.valid_accuracy:.2f}% |",
+        f"| test accuracy, exported subnet (inherited weights, no retraining) | {outcome.test_accuracy:.2f}% |",
+        f"| parameters | {outcome.params:,} |",
+        f"| max abs difference, exported subnet vs supernet path | {outcome.export_max_abs_diff:.3g} |",
+        f"| time: training / selection / total | {timings['train']:.1f} s / {timings['select']:.1f} s / {timings['total']:.1f} s |",
+        "",
+        "## Files",
+        "",
+        *[f"- {name}: `{path.relative_to(outcome.run_dir)}`" for name, path in outcome.files.items()],
+        "",
+        "Load the exported network without nasframe:",
+        "",
+        "    import torch",
+        "    model = torch.export.load('export/subnet.pt2').module()",
+        "",
+    ]
+    return "\n".join(lines)

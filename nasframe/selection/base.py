@@ -1,0 +1,127 @@
+"""The selector interface and its result.
+
+``select(space, evaluator, constraints=..., supernet=..., seed=...)`` returns a :class:`SelectionResult`
+with the chosen arch, its score and the full history of evaluated archs. The evaluator is any callable
+``arch -> score`` (higher is better): a supernet evaluator, or a tabular benchmark's query.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nasframe.core.arch import Arch
+from nasframe.core.registry import SELECTORS
+from nasframe.core.settings import Configurable
+from nasframe.core.space import SearchSpace
+from nasframe.errors import ConfigError, NasframeError
+from nasframe.selection.constraints import Constraint, satisfies
+
+Evaluate = Callable[[Arch], float]
+
+
+@dataclass
+class Evaluation:
+    """One evaluated arch: its score, the query number (1-based) and the round (generation) it came from."""
+
+    arch: Arch
+    score: float
+    query: int
+    round: int = 0
+
+
+@dataclass
+class SelectionResult:
+    arch: Arch
+    score: float
+    history: list[Evaluation] = field(default_factory=list)
+
+    def best_so_far(self) -> list[float]:
+        """Best score after each query (for search curves)."""
+        curve, best = [], -np.inf
+        for record in self.history:
+            best = max(best, record.score)
+            curve.append(best)
+        return curve
+
+    def to_dict(self, space: SearchSpace) -> dict[str, Any]:
+        return {
+            "arch": self.arch.to_dict(),
+            "native": space.format(self.arch),
+            "score": self.score,
+            "history": [
+                {"query": r.query, "round": r.round, "score": r.score, "arch": space.format(r.arch)}
+                for r in self.history
+            ],
+        }
+
+    def to_json(self, space: SearchSpace) -> str:
+        return json.dumps(self.to_dict(space), indent=1)
+
+
+class Selector(Configurable, ABC):
+    """Base class of selectors: settings in ``Config``; implement :meth:`select`."""
+
+    name = "selector"
+
+    def __init__(self, **settings: Any) -> None:
+        self._init_config(settings, where="selector")
+
+    @abstractmethod
+    def select(
+        self,
+        space: SearchSpace,
+        evaluate: Evaluate,
+        *,
+        constraints: Sequence[Constraint] = (),
+        supernet: nn.Module | None = None,
+        seed: int = 0,
+    ) -> SelectionResult:
+        """Choose an arch of ``space``."""
+
+
+class QueryLog:
+    """Evaluates archs once each, records the history, and tracks the best."""
+
+    def __init__(self, evaluate: Evaluate) -> None:
+        self.evaluate = evaluate
+        self.scores: dict[Arch, float] = {}
+        self.history: list[Evaluation] = []
+
+    def __call__(self, arch: Arch, round: int = 0) -> float:
+        if arch not in self.scores:
+            score = float(self.evaluate(arch))
+            self.scores[arch] = score
+            self.history.append(Evaluation(arch, score, len(self.history) + 1, round))
+        return self.scores[arch]
+
+    def result(self) -> SelectionResult:
+        if not self.history:
+            raise NasframeError("the selector evaluated no arch: are the constraints satisfiable?")
+        best = max(self.history, key=lambda r: r.score)
+        return SelectionResult(best.arch, best.score, list(self.history))
+
+
+def sample_satisfying(
+    space: SearchSpace, rng: np.random.Generator, constraints: Sequence[Constraint], max_tries: int
+) -> Arch:
+    """A uniform sample of the space that meets the constraints (rejection sampling)."""
+    for _ in range(max_tries):
+        arch = space.sample(rng)
+        if satisfies(arch, constraints):
+            return arch
+    described = "; ".join(c.describe() for c in constraints)
+    raise NasframeError(f"no arch meeting the constraints ({described}) in {max_tries} uniform samples")
+
+
+def build_selector(node: Mapping[str, Any] | Any) -> Selector:
+    name = node.get("name") if node is not None else None
+    if not name:
+        raise ConfigError(f"selector.name is required; known selectors: {', '.join(SELECTORS.names())}")
+    return SELECTORS.get(name).from_config(node, where="selector")

@@ -1,0 +1,102 @@
+"""Evolutionary selection as in SPOS.
+
+"Single Path One-Shot Neural Architecture Search with Uniform Sampling" (Guo et al., ECCV 2020), Sec. 3.3:
+a population of archs meeting the constraints is evaluated with inherited weights; each generation the
+``parents`` best archs seen so far breed the next population, half by mutation (each choice re-drawn with
+probability ``mutation_prob``) and half by uniform crossover of two parents. Children that violate a
+constraint or were already evaluated are rejected and drawn again. The best arch ever evaluated is returned.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from nasframe.core.arch import Arch
+from nasframe.core.registry import SELECTORS
+from nasframe.core.space import SearchSpace
+from nasframe.errors import ConfigError
+from nasframe.selection.base import Evaluate, QueryLog, SelectionResult, Selector, sample_satisfying
+from nasframe.selection.constraints import Constraint, satisfies
+
+
+@dataclass
+class EvolutionConfig:
+    population_size: int = 20
+    generations: int = 10
+    parents: int = 10  # top-k archs seen so far that breed each generation
+    mutation_prob: float = 0.1  # per-choice probability of re-drawing the option
+    mutation_share: float = 0.5  # share of each new population made by mutation (the rest by crossover)
+    max_tries: int = 1000  # draws allowed per child before giving up on it
+
+
+@SELECTORS.register("evolutionary")
+class EvolutionarySearch(Selector):
+    name = "evolutionary"
+    Config = EvolutionConfig
+
+    def __init__(self, **settings) -> None:
+        super().__init__(**settings)
+        cfg = self.config
+        if cfg.population_size < 1 or cfg.generations < 1 or cfg.parents < 1:
+            raise ConfigError("selector: population_size, generations and parents must be >= 1")
+        if not (0 <= cfg.mutation_prob <= 1 and 0 <= cfg.mutation_share <= 1):
+            raise ConfigError("selector: mutation_prob and mutation_share must be in [0, 1]")
+
+    def select(
+        self,
+        space: SearchSpace,
+        evaluate: Evaluate,
+        *,
+        constraints: Sequence[Constraint] = (),
+        supernet: nn.Module | None = None,
+        seed: int = 0,
+    ) -> SelectionResult:
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        log = QueryLog(evaluate)
+        population = self._distinct(
+            lambda: sample_satisfying(space, rng, constraints, cfg.max_tries), cfg.population_size, set(), constraints
+        )
+        for generation in range(cfg.generations):
+            for arch in population:
+                log(arch, round=generation)
+            if generation == cfg.generations - 1:
+                break
+            parents = heapq.nlargest(cfg.parents, log.scores, key=log.scores.__getitem__)
+            n_mutants = round(cfg.population_size * cfg.mutation_share)
+            seen = set(log.scores)
+
+            def mutant() -> Arch:
+                return space.mutate(parents[int(rng.integers(len(parents)))], rng, cfg.mutation_prob)
+
+            def child() -> Arch:
+                first, second = rng.choice(len(parents), size=2, replace=len(parents) < 2)
+                return space.crossover(parents[int(first)], parents[int(second)], rng)
+
+            mutants = self._distinct(mutant, n_mutants, seen, constraints)
+            children = self._distinct(child, cfg.population_size - n_mutants, seen | set(mutants), constraints)
+            population = mutants + children
+            if not population:  # the neighbourhood is exhausted: nothing new to evaluate
+                break
+        return log.result()
+
+    def _distinct(
+        self, draw: Callable[[], Arch], count: int, seen: set[Arch], constraints: Sequence[Constraint]
+    ) -> list[Arch]:
+        """Up to ``count`` new archs from ``draw`` that meet the constraints and are not in ``seen``."""
+        out: list[Arch] = []
+        taken = set(seen)
+        tries = 0
+        while len(out) < count and tries < self.config.max_tries * max(count, 1):
+            tries += 1
+            arch = draw()
+            if arch in taken or not satisfies(arch, constraints):
+                continue
+            taken.add(arch)
+            out.append(arch)
+        return out

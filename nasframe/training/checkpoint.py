@@ -1,0 +1,68 @@
+"""Atomic, safe checkpoints.
+
+A checkpoint is written to a temporary file in the same directory, flushed to disk, then renamed over the
+old one (``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written file.
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only,
+never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasframe.errors import CheckpointError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory holding ``checkpoint.pt``."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``), with a clear error for corrupt or foreign files."""
+    path = resolve_checkpoint(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data ({exc})".splitlines()[0]) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a torch checkpoint ({exc})".splitlines()[0]) from None
+    if not isinstance(state, dict) or state.get("format") != "nasframe-checkpoint":
+        raise CheckpointError(f"{path} is not a nasframe checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {state.get('format_version')}, this nasframe reads {FORMAT_VERSION}"
+        )
+    return state

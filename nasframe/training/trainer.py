@@ -1,0 +1,267 @@
+"""SupernetTrainer: single-path supernet training with exact resume.
+
+Each step draws a path from the sampler, activates it, and takes one SGD step on the batch. Gradients are
+set to ``None`` (not zero) before each step, so SGD leaves the weights of inactive ops untouched: no
+momentum or weight decay moves a weight that was not on the path, as in single-path one-shot training.
+The learning rate follows a cosine schedule per step. A checkpoint holds the model, optimiser, scheduler,
+sampler and loader states and the torch RNG states, so that training resumed from it follows the same
+trajectory as uninterrupted training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasframe.core.modules import Supernet
+from nasframe.data.base import InMemoryLoader
+from nasframe.errors import CheckpointError, ConfigError, NonFiniteLossError
+from nasframe.sampling.base import PathSampler
+from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
+
+log = logging.getLogger("nasframe.training")
+
+
+@dataclass
+class TrainerConfig:
+    """Supernet training settings (SGD with Nesterov momentum, cosine learning rate per step)."""
+
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 0.1
+    min_lr: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
+    log_every: int = 10  # steps between TensorBoard scalars
+    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
+    progress: bool = True  # show a progress bar
+
+    def check(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0:
+            raise ConfigError(
+                "trainer: need epochs >= 0, batch_size >= 1, lr > 0, log_every >= 1, checkpoint_every >= 0"
+            )
+
+
+class SupernetTrainer:
+    """Trains a :class:`~nasframe.core.modules.Supernet` with paths from a :class:`PathSampler`."""
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        sampler: PathSampler,
+        loader: InMemoryLoader,
+        config: TrainerConfig,
+        *,
+        run_dir: str | Path | None = None,
+        writer: Any = None,
+        space_description: dict[str, Any] | None = None,
+    ) -> None:
+        config.check()
+        self.supernet = supernet
+        self.sampler = sampler
+        self.loader = loader
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.writer = writer
+        self.space_description = json.dumps(space_description or {}, sort_keys=True)
+        self.device = next(supernet.parameters()).device
+        self.optimizer = torch.optim.SGD(
+            supernet.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
+        total_steps = max(1, config.epochs * len(loader))
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=total_steps, eta_min=config.min_lr
+        )
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self._epoch_start_loader_state = loader.state_dict()
+
+    # -- the step ------------------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One single-path step; returns the detached loss and the number of correct predictions."""
+        arch = self.sampler.sample()
+        self.supernet.set_arch(arch)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.supernet(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, "
+                f"arch {dict(arch)}; the last good checkpoint is kept"
+                + (f" in {self.run_dir}" if self.run_dir else "")
+                + " (lower trainer.lr or raise trainer.grad_clip)"
+            )
+        loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        loss = loss.detach()
+        self.sampler.observe(arch, {"loss": loss})
+        return loss, (logits.detach().argmax(dim=1) == y).sum()
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def fit(self, until_epoch: int | None = None) -> list[dict[str, float]]:
+        """Train to ``config.epochs`` (or stop after ``until_epoch``, e.g. to fit a time slot, and resume later).
+
+        The schedule always spans ``config.epochs``. Returns per-epoch ``{"epoch", "loss", "accuracy", "lr"}``.
+        """
+        cfg = self.config
+        stop = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
+        progress = _progress_bar(
+            cfg.progress, total=cfg.epochs * len(self.loader), initial=self.global_step, desc="supernet"
+        )
+        self.supernet.train()
+        try:
+            with _logging_through(progress):
+                while self.epoch < stop:
+                    self._train_epoch(progress)
+                    self._end_epoch(save=stop == self.epoch + 1)
+        finally:
+            progress.close()
+            if self.writer is not None:
+                self.writer.flush()
+        return self.history
+
+    def _train_epoch(self, progress: Any) -> None:
+        """The rest of the current epoch (all of it unless resuming mid-epoch)."""
+        cfg = self.config
+        self.loader.load_state_dict(self._epoch_start_loader_state)
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self._seen = 0
+        window_loss = torch.zeros((), device=self.device)
+        window_steps = 0
+        for x, y in self.loader.epoch(skip=self.step_in_epoch):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            loss, hits = self.train_step(x, y)
+            self._loss_sum += loss * len(y)
+            self._correct += hits
+            self._seen += len(y)
+            window_loss += loss
+            window_steps += 1
+            self.step_in_epoch += 1
+            self.global_step += 1
+            progress.update(1)
+            if self.global_step % cfg.log_every == 0:
+                mean_loss = (window_loss / window_steps).item()  # the only host sync, every log_every steps
+                self._scalar("train/loss", mean_loss)
+                self._scalar("train/lr", self.optimizer.param_groups[0]["lr"])
+                progress.set_postfix(epoch=self.epoch + 1, loss=f"{mean_loss:.3f}")
+                window_loss.zero_()
+                window_steps = 0
+
+    def _end_epoch(self, save: bool) -> None:
+        cfg = self.config
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._epoch_start_loader_state = self.loader.state_dict()
+        record = {
+            "epoch": self.epoch,
+            "loss": (self._loss_sum / max(self._seen, 1)).item(),
+            "accuracy": 100.0 * self._correct.item() / max(self._seen, 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        self.history.append(record)
+        self._scalar("epoch/train_loss", record["loss"], self.epoch)
+        self._scalar("epoch/train_accuracy", record["accuracy"], self.epoch)
+        log.info(
+            "epoch %d/%d  loss %.4f  train acc %.2f%%  lr %.4g",
+            self.epoch, cfg.epochs, record["loss"], record["accuracy"], record["lr"],
+        )
+        periodic = cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0
+        if self.run_dir is not None and (save or periodic):
+            self.save_checkpoint()
+
+    def _scalar(self, tag: str, value: float, step: int | None = None) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, self.global_step if step is None else step)
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": "nasframe-checkpoint",
+            "format_version": FORMAT_VERSION,
+            "space": self.space_description,
+            "model": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "loader": self._epoch_start_loader_state,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "history": json.dumps(self.history),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        if state.get("space") != self.space_description:
+            raise CheckpointError(
+                f"{source} was written for space {state.get('space')}, but this run uses {self.space_description}"
+            )
+        try:
+            self.supernet.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{source} does not fit this supernet: {str(exc).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self._epoch_start_loader_state = state["loader"]
+        self.loader.load_state_dict(state["loader"])
+        self.epoch = int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = json.loads(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        if path is None:
+            if self.run_dir is None:
+                raise CheckpointError("no checkpoint path: the trainer has no run directory")
+            path = self.run_dir / CHECKPOINT_NAME
+        return save_atomic(self.state_dict(), path)
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint file or a run directory holding one."""
+        state = load_checkpoint(path, map_location=self.device)
+        self.load_state_dict(state, source=str(path))
+        log.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.global_step)
+
+
+def _progress_bar(enabled: bool, **kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(disable=not enabled or not sys.stderr.isatty(), dynamic_ncols=True, leave=False, **kwargs)
+
+
+def _logging_through(progress: Any) -> Any:
+    """While the bar is shown, log lines are written above it instead of through it."""
+    import contextlib
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return contextlib.nullcontext() if progress.disable else logging_redirect_tqdm()
+

@@ -1,0 +1,93 @@
+"""The ``nasframe`` CLI: a real (tiny) search end to end, and clear one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+TINY = [
+    "space.channels=4",
+    "space.cells_per_stage=1",
+    "trainer.epochs=2",
+    "trainer.batch_size=128",
+    "selector.population_size=6",
+    "selector.generations=2",
+    "evaluator.bn_recalibration_batches=1",
+]
+
+
+def nasframe(*args: str, cwd) -> subprocess.CompletedProcess:
+    exe = shutil.which("nasframe")
+    cmd = [exe] if exe else [sys.executable, "-m", "nasframe.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_search_writes_a_complete_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = nasframe("search", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ["config.yaml", "checkpoint.pt", "selection.json", "report.md", "search.log",
+                 "export/arch.json", "export/subnet_state_dict.pt", "export/subnet.pt2"]:
+        assert (run_dir / name).is_file(), name
+    record = json.loads((run_dir / "export/arch.json").read_text())
+    assert record["native"] in proc.stdout and record["space"]["config"]["channels"] == 4
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["native"] == record["native"] and 1 <= len(selection["history"]) <= 12
+    assert "space:\n  name: nb201\n  channels: 4" in (run_dir / "config.yaml").read_text()
+    assert "test accuracy, exported subnet" in (run_dir / "report.md").read_text()
+    assert "epoch 2/2" in (run_dir / "search.log").read_text()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "epoch/train_loss", "select/best_score"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("epoch/train_loss")) == 2
+
+    program = torch.export.load(str(run_dir / "export/subnet.pt2")).module()
+    assert program(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+    # resume from that run, with a fixed arch instead of a selection
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    again = nasframe("search", *TINY, "trainer.epochs=3", f"resume={run_dir}", f"arch='{arch}'",
+                     f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (tmp_path / "resumed/search.log").read_text()
+    assert "resumed from" in log and "epoch 3/3" in log and "epoch 1/3" not in log
+    assert json.loads((tmp_path / "resumed/export/arch.json").read_text())["native"] == arch
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.epoch=3", "Key 'epoch' not in 'TrainerConfig'"),
+        ("space=nb999", "Could not find 'space/nb999'"),
+        ("selector=genetic", "Could not find 'selector/genetic'"),
+        ("+space.chanels=8", "space.chanels: unknown key for NB201Config"),
+        ("space.channels=many", "space.channels"),
+        ("trainer.epochs=two", "trainer.epochs"),
+        ("arch='|nor_conv_3x3~0|+|bogus~0|none~1|+|none~0|none~1|none~2|'", "unknown op 'bogus'"),
+        ("arch='|nor_conv_3x3~0|'", "expected 3 node groups"),
+        ("resume=/nonexistent/run", "no checkpoint at /nonexistent/run"),
+        ("device=cuda:0" if not torch.cuda.is_available() else "device=tpu", "device"),
+        ("space.name=nb999", "unknown search space 'nb999'; known: nb201"),
+    ],
+)
+def test_bad_input_fails_fast_with_a_message_that_names_it(tmp_path, override, message):
+    proc = nasframe("search", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # failed before any training
+
+
+def test_usage_and_unknown_command(tmp_path):
+    proc = nasframe(cwd=tmp_path)
+    assert proc.returncode == 0 and "search" in proc.stdout
+    proc = nasframe("serach", cwd=tmp_path)
+    assert proc.returncode != 0 and "unknown command 'serach'" in proc.stderr
