@@ -2,6 +2,7 @@
 
 Commands:
   search   train a supernet, select an arch, export it (configs/search.yaml)
+  rank     score archs with a trained supernet against a tabular benchmark (configs/rank.yaml)
 
 Examples::
 
@@ -10,6 +11,7 @@ Examples::
     nasframe search "arch='|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'"
     (Hydra's override grammar needs the inner quotes around a NAS-Bench-201 string: it contains ~ and |)
     nasframe search --cfg job                        # print the composed config and stop
+    nasframe rank run=runs/2026-11-24/10-00-00 ranking.num_archs=0   # rank all archs of the space
 """
 
 from __future__ import annotations
@@ -42,8 +44,20 @@ def _search(cfg: DictConfig) -> None:
         print(f"  {name:<12} {path}")
 
 
+def _rank(cfg: DictConfig) -> None:
+    from nasframe.rank import run_rank
+
+    report, out = run_rank(cfg)
+    print()
+    for name, value in report.metrics.items():
+        print(f"{name:<32} {value:.4f}")
+    print(f"{'scoring throughput (archs/s)':<32} {report.archs_per_second:.2f}")
+    print(f"written to {out}/ranking.json and ranking.png")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[DictConfig], None], str]] = {
     "search": ("search", _search, "train a supernet, select an arch, export it"),
+    "rank": ("rank", _rank, "score archs with a trained supernet against a tabular benchmark"),
 }
 
 

@@ -47,8 +47,31 @@ class SearchConfig:
     resume: Optional[str] = None  # a checkpoint file or run directory to continue training from
 
 
+@dataclass
+class RankingConfig:
+    num_archs: int = 200  # distinct archs drawn uniformly with sample_seed; 0 = every arch of the space
+    sample_seed: int = 0
+    held_out: str = "valid"  # the split the supernet scores archs on: valid | test
+    truth_metric: str = "cifar10_test"  # the benchmark metric that is ground truth
+
+
+@dataclass
+class RankConfig:
+    """Rank archs with a trained supernet against a tabular benchmark."""
+
+    run: str = MISSING  # a search run directory: its config.yaml and checkpoint.pt are used
+    benchmark: Any = MISSING
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    device: str = "auto"
+    threads: int = 0
+    out: Optional[str] = None  # default: <run>/ranking
+
+
 def register_configs() -> None:
-    """Store the schema as ``search_schema`` (the first entry of ``configs/search.yaml``'s defaults)."""
+    """Store the schemas named first in the defaults of ``configs/search.yaml`` and ``configs/rank.yaml``."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="search_schema", node=SearchConfig)
+    store = ConfigStore.instance()
+    store.store(name="search_schema", node=SearchConfig)
+    store.store(name="rank_schema", node=RankConfig)

@@ -22,14 +22,15 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SPACES
 from nasframe.core.settings import settings_from
 from nasframe.core.space import DataSpec, SearchSpace
-from nasframe.data.base import InMemoryLoader, build_dataset
+from nasframe.core.modules import Supernet
+from nasframe.data.base import DatasetSplits, InMemoryLoader, build_dataset
 from nasframe.errors import ConfigError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, accuracy
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
-from nasframe.sampling.base import build_sampler
-from nasframe.selection.base import Evaluation, SelectionResult, build_selector
-from nasframe.selection.constraints import ParamBudget
+from nasframe.sampling.base import PathSampler, build_sampler
+from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector
+from nasframe.selection.constraints import Constraint, ParamBudget
 from nasframe.training.checkpoint import resolve_checkpoint
 from nasframe.training.trainer import SupernetTrainer, TrainerConfig
 
@@ -66,15 +67,27 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
 
 
-def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome:
-    """Train, select, export; everything the run writes goes under ``run_dir``."""
+@dataclass
+class SearchSetup:
+    """Every component of a search, built and checked from a config before any work starts."""
+
+    cfg: DictConfig
+    device: torch.device
+    data: DatasetSplits
+    space: SearchSpace
+    sampler: PathSampler
+    selector: Selector
+    trainer: TrainerConfig
+    evaluator: EvaluatorConfig
+    constraints: list[Constraint]
+    fixed_arch: Arch | None
+    resume_from: Path | None
+
+
+def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
+    """Build and check all components of ``cfg``; raises a :class:`~nasframe.errors.NasframeError` on bad input."""
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-
-    # -- build and check everything before any work -----------------------------------------------------
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -88,39 +101,66 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
     selector = build_selector(cfg.selector)
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
     resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
-    constraints = [ParamBudget(space, cfg.constraints.max_params)] if cfg.constraints.max_params else []
+    constraints: list[Constraint] = [ParamBudget(space, cfg.constraints.max_params)] if cfg.constraints.max_params else []
+    return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch, resume_from)
+
+
+def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_epoch: int | None = None) -> SupernetTrainer:
+    """Build the supernet (seeded), resume if asked, and train it; checkpoints go to ``run_dir``."""
+    torch.manual_seed(setup.cfg.seed)
+    supernet = setup.space.build_supernet().to(setup.device)
+    loader = InMemoryLoader(
+        setup.data.train.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed, transform=setup.data.train_transform
+    )
+    trainer = SupernetTrainer(
+        supernet, setup.sampler, loader, setup.trainer, run_dir=run_dir, writer=writer,
+        space_description=setup.space.describe(),
+    )
+    if setup.resume_from is not None:
+        trainer.resume(setup.resume_from)
+    trainer.fit(until_epoch=until_epoch)
+    if not (run_dir / "checkpoint.pt").exists():
+        trainer.save_checkpoint()
+    return trainer
+
+
+def make_evaluator(setup: SearchSetup, supernet: Supernet, held_out: str = "valid") -> SupernetEvaluator:
+    """The supernet evaluator on the ``held_out`` split (valid or test), BN recalibrated on training images."""
+    if held_out not in ("valid", "test"):
+        raise ConfigError(f"held-out split must be valid or test, got {held_out!r}")
+    data = setup.data
+    return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare)
+
+
+def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome:
+    """Train, select, export; everything the run writes goes under ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    setup = setup_search(cfg)
+    cfg, space, data = setup.cfg, setup.space, setup.data
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("data    %s", data.summary())
     log.info("space   %s (%s archs), sampler %s, selector %s", space.name, f"{space.size:,}", cfg.sampler.name, cfg.selector.name)
-    log.info("device  %s, %d threads", device, torch.get_num_threads())
+    log.info("device  %s, %d threads", setup.device, torch.get_num_threads())
 
-    # -- train the supernet -------------------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    supernet = space.build_supernet().to(device)
-    loader = InMemoryLoader(data.train.to(device), trainer_cfg.batch_size, seed=cfg.seed)
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
-    trainer = SupernetTrainer(
-        supernet, sampler, loader, trainer_cfg, run_dir=run_dir, writer=writer, space_description=space.describe()
-    )
-    if resume_from is not None:
-        trainer.resume(resume_from)
     train_started = time.perf_counter()
-    history = trainer.fit()
-    if trainer.epoch == 0 or not (run_dir / "checkpoint.pt").exists():
-        trainer.save_checkpoint()
+    trainer = train_supernet(setup, run_dir, writer)
+    supernet, history = trainer.supernet, trainer.history
     train_seconds = time.perf_counter() - train_started
 
     # -- select -----------------------------------------------------------------------------------------
     select_started = time.perf_counter()
-    evaluator = SupernetEvaluator(supernet, data.valid, data.train, evaluator_cfg)
-    if fixed_arch is not None:
-        score = evaluator(fixed_arch)
-        result = SelectionResult(fixed_arch, score, [Evaluation(fixed_arch, score, 1)])
-        log.info("arch given: %s", space.format(fixed_arch))
+    evaluator = make_evaluator(setup, supernet)
+    if setup.fixed_arch is not None:
+        score = evaluator(setup.fixed_arch)
+        result = SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
+        log.info("arch given: %s", space.format(setup.fixed_arch))
     else:
-        result = selector.select(space, evaluator, constraints=constraints, supernet=supernet, seed=cfg.seed)
+        result = setup.selector.select(space, evaluator, constraints=setup.constraints, supernet=supernet, seed=cfg.seed)
     select_seconds = time.perf_counter() - select_started
     for record, best in zip(result.history, result.best_so_far()):
         writer.add_scalar("select/score", record.score, record.query)
@@ -133,9 +173,9 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
     evaluator.prepare(result.arch)  # BN statistics of the chosen path go into the export
     subnet = extract(space, supernet, result.arch).eval()
     with torch.no_grad():
-        probe = data.valid.x[: evaluator_cfg.batch_size].to(device)
+        probe = evaluator.held_out.x[: setup.evaluator.batch_size]
         max_diff = (supernet(probe) - subnet(probe)).abs().max().item()
-    test_acc = accuracy(subnet, data.test.to(device), evaluator_cfg.batch_size)
+    test_acc = accuracy(subnet, data.prepared(data.test, setup.device), setup.evaluator.batch_size)
     params = sum(p.numel() for p in subnet.parameters())
     paths = save_export(
         run_dir / "export", space, result.arch, subnet, torch_export=cfg.export.torch_export,

@@ -25,7 +25,7 @@ from torch import nn
 
 from nasframe.core.arch import Arch
 from nasframe.core.choice import Choice
-from nasframe.core.modules import OpChoice, Supernet, Zero, is_zero_op
+from nasframe.core.modules import OpChoice, Supernet, Zero, is_zero_op, path_op
 from nasframe.core.space import SearchSpace
 from nasframe.errors import InvalidArchError
 
@@ -84,10 +84,10 @@ class NB201Cell(nn.Module):
         for incoming in self._incoming:
             total = None
             for j, name in incoming:
-                edge = self.edges[name]
-                if is_zero_op(edge):
+                op = path_op(self.edges[name])
+                if is_zero_op(op):
                     continue
-                out = edge(nodes[j])
+                out = op(nodes[j])
                 total = out if total is None else total + out
             nodes.append(torch.zeros_like(x) if total is None else total)
         return nodes[-1]

@@ -81,3 +81,11 @@ def test_build_selector_checks_names_and_keys():
         build_selector({"name": "evolutionary", "population": 3})
     with pytest.raises(ConfigError, match="must be >= 1"):
         build_selector({"name": "evolutionary", "generations": 0})
+
+
+def test_query_budget_caps_every_selector(space):
+    target = space.parse(TARGET)
+    for selector in (EvolutionarySearch(population_size=20, generations=10), RandomSearch(num_samples=100)):
+        result = selector.select(space, matches(target), seed=0, max_queries=37)
+        assert len(result.history) == 37
+        assert result.score == max(r.score for r in result.history)

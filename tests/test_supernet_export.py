@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 
@@ -85,6 +84,22 @@ def test_set_arch_rejects_incomplete_archs(cifar_like_space):
         supernet.set_arch({})
     with pytest.raises(InvalidArchError, match="has no option 'conv'"):
         supernet.set_arch({name: "conv" for name in supernet.choice_names})
+
+
+def test_failed_routing_never_leaves_a_stale_path(cifar_like_space, rng):
+    space = cifar_like_space
+    supernet = space.build_supernet()
+    good = space.parse(SPECIAL[3])
+    supernet.set_arch(good)
+    half_bad = good.to_dict() | {"edge_3_2": "conv", "edge_1_0": "avg_pool_3x3"}
+    with pytest.raises(InvalidArchError):
+        supernet.set_arch(half_bad)  # edge_1_0 was routed before edge_3_2 failed
+    assert supernet.active_arch is None
+    supernet.set_arch(good)
+    subnet = extract(space, supernet, good).eval()
+    x = torch.randn(2, *space.data.input_shape)
+    with torch.no_grad():
+        assert torch.equal(supernet.eval()(x), subnet(x))
 
 
 def test_exported_program_runs_in_a_fresh_interpreter_without_nasframe(cifar_like_space, rng, tmp_path):

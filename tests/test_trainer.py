@@ -74,7 +74,7 @@ def test_mid_epoch_checkpoint_resumes_the_same_batches(tiny_space, digits, tmp_p
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")
+@pytest.mark.filterwarnings("ignore:Detected call of")
 def test_cosine_schedule_per_step(tiny_space, digits):
     trainer = make_trainer(tiny_space, digits, epochs=2, min_lr=0.001)
     steps = 2 * len(trainer.loader)

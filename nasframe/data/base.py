@@ -34,15 +34,34 @@ class TensorSplit:
         return TensorSplit(self.x.to(device), self.y.to(device))
 
 
+Transform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
+
+
 @dataclass
 class DatasetSplits:
-    """The splits a search uses: train the supernet, select on valid, report on test."""
+    """The splits a search uses: train the supernet, select on valid, report on test.
+
+    Splits may hold inputs in a compact storage form (uint8 images); ``prepare`` turns a batch of stored
+    inputs into model inputs (e.g. normalised floats) and ``augment`` does the same with training
+    augmentation. Both run per batch on the batch's device; ``None`` means the stored inputs are ready.
+    """
 
     train: TensorSplit
     valid: TensorSplit
     test: TensorSplit
     spec: DataSpec
     name: str
+    prepare: Transform | None = None
+    augment: Transform | None = None
+
+    @property
+    def train_transform(self) -> Transform | None:
+        return self.augment or self.prepare
+
+    def prepared(self, split: TensorSplit, device: torch.device | str | None = None) -> TensorSplit:
+        """``split`` on ``device`` with its inputs prepared for the model (for evaluation, not training)."""
+        x = split.x.to(device) if device is not None else split.x
+        return TensorSplit(self.prepare(x, None) if self.prepare else x, split.y.to(x.device))
 
     def summary(self) -> str:
         return (
@@ -54,7 +73,7 @@ class DatasetSplits:
 class InMemoryLoader:
     """Batches of a :class:`TensorSplit`, reshuffled each epoch by its own seeded generator.
 
-    The loader's state is the generator state at the start of the current epoch, so a checkpoint taken
+    The trainer checkpoints the generator state of the current epoch's start, so a checkpoint taken
     mid-epoch resumes the same order (:meth:`epoch` with ``skip`` batches). ``transform`` (e.g. augmentation
     on the device) is applied per batch.
     """
@@ -66,7 +85,7 @@ class InMemoryLoader:
         shuffle: bool = True,
         drop_last: bool = True,
         seed: int = 0,
-        transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        transform: Transform | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -82,15 +101,22 @@ class InMemoryLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One pass over the split; the generator advances once per epoch (and for each transform call)."""
+        """One pass over the split, starting at batch ``skip``.
+
+        The loader's generator draws the epoch's order and one augmentation seed; batch ``b`` is augmented
+        with a generator seeded from (that seed, ``b``). So the same batches and the same augmentation follow
+        whether or not earlier batches were skipped, and a mid-epoch resume is exact.
+        """
         n = len(self.split)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.split.x.device)
+        augment_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        batch_generator = torch.Generator()
         for b in range(skip, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.split.x[idx]
             if self.transform is not None:
-                x = self.transform(x, self.generator)
+                x = self.transform(x, batch_generator.manual_seed(augment_seed + b))
             yield x, self.split.y[idx]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -15,7 +15,7 @@ import torch
 
 from nasframe.core.arch import Arch
 from nasframe.core.modules import Supernet
-from nasframe.data.base import TensorSplit
+from nasframe.data.base import TensorSplit, Transform
 from nasframe.errors import ConfigError
 from nasframe.evaluation.bn import recalibrate_batchnorm
 
@@ -52,12 +52,15 @@ class SupernetEvaluator:
         held_out: TensorSplit,
         train: TensorSplit | None,
         config: EvaluatorConfig | None = None,
+        prepare: Transform | None = None,
     ) -> None:
+        """``held_out`` and ``train`` hold stored inputs; ``prepare`` (if any) makes them model inputs, once."""
         self.config = config or EvaluatorConfig()
         self.config.check()
         self.supernet = supernet
         device = next(supernet.parameters()).device
-        self.held_out = held_out.to(device)
+        held_out = held_out.to(device)
+        self.held_out = TensorSplit(prepare(held_out.x, None), held_out.y) if prepare else held_out
         self.bn_batches: list[torch.Tensor] = []
         cfg = self.config
         if cfg.bn_recalibration_batches > 0:
@@ -69,7 +72,8 @@ class SupernetEvaluator:
                 idx = order[b * cfg.bn_batch_size : (b + 1) * cfg.bn_batch_size]
                 if len(idx) == 0:
                     break
-                self.bn_batches.append(train.x[idx].to(device))
+                batch = train.x[idx].to(device)
+                self.bn_batches.append(prepare(batch, None) if prepare else batch)
         self.cache: dict[Arch, float] = {}
 
     def prepare(self, arch: Mapping[str, str]) -> None:

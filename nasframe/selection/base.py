@@ -65,37 +65,23 @@ class SelectionResult:
         return json.dumps(self.to_dict(space), indent=1)
 
 
-class Selector(Configurable, ABC):
-    """Base class of selectors: settings in ``Config``; implement :meth:`select`."""
-
-    name = "selector"
-
-    def __init__(self, **settings: Any) -> None:
-        self._init_config(settings, where="selector")
-
-    @abstractmethod
-    def select(
-        self,
-        space: SearchSpace,
-        evaluate: Evaluate,
-        *,
-        constraints: Sequence[Constraint] = (),
-        supernet: nn.Module | None = None,
-        seed: int = 0,
-    ) -> SelectionResult:
-        """Choose an arch of ``space``."""
+class QueryBudgetExhausted(Exception):
+    """Raised by :class:`QueryLog` when a selector asks for one query more than its budget."""
 
 
 class QueryLog:
-    """Evaluates archs once each, records the history, and tracks the best."""
+    """Evaluates archs once each (at most ``max_queries`` of them), records the history, tracks the best."""
 
-    def __init__(self, evaluate: Evaluate) -> None:
+    def __init__(self, evaluate: Evaluate, max_queries: int | None = None) -> None:
         self.evaluate = evaluate
+        self.max_queries = max_queries
         self.scores: dict[Arch, float] = {}
         self.history: list[Evaluation] = []
 
     def __call__(self, arch: Arch, round: int = 0) -> float:
         if arch not in self.scores:
+            if self.max_queries is not None and len(self.history) >= self.max_queries:
+                raise QueryBudgetExhausted
             score = float(self.evaluate(arch))
             self.scores[arch] = score
             self.history.append(Evaluation(arch, score, len(self.history) + 1, round))
@@ -106,6 +92,44 @@ class QueryLog:
             raise NasframeError("the selector evaluated no arch: are the constraints satisfiable?")
         best = max(self.history, key=lambda r: r.score)
         return SelectionResult(best.arch, best.score, list(self.history))
+
+
+class Selector(Configurable, ABC):
+    """Base class of selectors: settings in ``Config``; subclasses implement :meth:`_search`."""
+
+    name = "selector"
+
+    def __init__(self, **settings: Any) -> None:
+        self._init_config(settings, where="selector")
+
+    def select(
+        self,
+        space: SearchSpace,
+        evaluate: Evaluate,
+        *,
+        constraints: Sequence[Constraint] = (),
+        supernet: nn.Module | None = None,
+        seed: int = 0,
+        max_queries: int | None = None,
+    ) -> SelectionResult:
+        """Choose an arch of ``space``, evaluating at most ``max_queries`` distinct archs (if given)."""
+        log = QueryLog(evaluate, max_queries)
+        try:
+            self._search(space, log, constraints, np.random.default_rng(seed), supernet)
+        except QueryBudgetExhausted:
+            pass
+        return log.result()
+
+    @abstractmethod
+    def _search(
+        self,
+        space: SearchSpace,
+        log: QueryLog,
+        constraints: Sequence[Constraint],
+        rng: np.random.Generator,
+        supernet: nn.Module | None,
+    ) -> None:
+        """Evaluate archs through ``log``; the best arch it saw is the result."""
 
 
 def sample_satisfying(

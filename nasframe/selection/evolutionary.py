@@ -20,7 +20,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.selection.base import Evaluate, QueryLog, SelectionResult, Selector, sample_satisfying
+from nasframe.selection.base import QueryLog, Selector, sample_satisfying
 from nasframe.selection.constraints import Constraint, satisfies
 
 
@@ -47,18 +47,9 @@ class EvolutionarySearch(Selector):
         if not (0 <= cfg.mutation_prob <= 1 and 0 <= cfg.mutation_share <= 1):
             raise ConfigError("selector: mutation_prob and mutation_share must be in [0, 1]")
 
-    def select(
-        self,
-        space: SearchSpace,
-        evaluate: Evaluate,
-        *,
-        constraints: Sequence[Constraint] = (),
-        supernet: nn.Module | None = None,
-        seed: int = 0,
-    ) -> SelectionResult:
+    def _search(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint],
+                rng: np.random.Generator, supernet: nn.Module | None) -> None:
         cfg = self.config
-        rng = np.random.default_rng(seed)
-        log = QueryLog(evaluate)
         population = self._distinct(
             lambda: sample_satisfying(space, rng, constraints, cfg.max_tries), cfg.population_size, set(), constraints
         )
@@ -83,7 +74,6 @@ class EvolutionarySearch(Selector):
             population = mutants + children
             if not population:  # the neighbourhood is exhausted: nothing new to evaluate
                 break
-        return log.result()
 
     def _distinct(
         self, draw: Callable[[], Arch], count: int, seen: set[Arch], constraints: Sequence[Constraint]

@@ -13,7 +13,7 @@ from torch import nn
 
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
-from nasframe.selection.base import Evaluate, QueryLog, SelectionResult, Selector, sample_satisfying
+from nasframe.selection.base import QueryLog, Selector, sample_satisfying
 from nasframe.selection.constraints import Constraint
 
 
@@ -28,18 +28,9 @@ class RandomSearch(Selector):
     name = "random"
     Config = RandomSearchConfig
 
-    def select(
-        self,
-        space: SearchSpace,
-        evaluate: Evaluate,
-        *,
-        constraints: Sequence[Constraint] = (),
-        supernet: nn.Module | None = None,
-        seed: int = 0,
-    ) -> SelectionResult:
+    def _search(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint],
+                rng: np.random.Generator, supernet: nn.Module | None) -> None:
         cfg = self.config
-        rng = np.random.default_rng(seed)
-        log = QueryLog(evaluate)
         target = min(cfg.num_samples, space.size)
         misses = 0
         while len(log.history) < target and misses < cfg.max_tries:
@@ -48,4 +39,3 @@ class RandomSearch(Selector):
                 misses += 1
                 continue
             log(arch)
-        return log.result()

@@ -1,0 +1,85 @@
+"""``nasframe rank``: score archs with a trained supernet and compare with a tabular benchmark.
+
+The protocol is recorded in the output: which archs (a uniform sample without replacement, fixed by
+``ranking.sample_seed``, or all), which split the supernet scores on, how BatchNorm is recalibrated (how many
+training images, the same ones for every arch), and which benchmark metric is the ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nasframe.benchmarks.base import build_benchmark
+from nasframe.config import RankConfig, RankingConfig, SearchConfig
+from nasframe.core.settings import settings_from
+from nasframe.errors import ConfigError, DataError
+from nasframe.evaluation.ranking import RankingReport, plot_ranking, rank_archs, sample_archs
+from nasframe.search import make_evaluator, setup_search
+from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+log = logging.getLogger("nasframe.rank")
+
+
+def load_run_config(run: str | Path) -> DictConfig:
+    """The resolved config of a search run directory, checked against the search schema."""
+    path = Path(run).expanduser() / "config.yaml"
+    if not path.is_file():
+        raise DataError(f"{run} is not a search run directory (no config.yaml)")
+    return OmegaConf.merge(OmegaConf.structured(SearchConfig), OmegaConf.load(path))
+
+
+def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    ranking = settings_from(RankingConfig, cfg.ranking, "ranking")
+    run_dir = Path(cfg.run).expanduser()
+    search_cfg = load_run_config(run_dir)
+    search_cfg.device, search_cfg.threads, search_cfg.resume, search_cfg.arch = cfg.device, cfg.threads, None, None
+    search_cfg.evaluator = cfg.evaluator
+    setup = setup_search(search_cfg)
+    benchmark = build_benchmark(cfg.benchmark)
+    benchmark.check_metric(ranking.truth_metric)
+    if benchmark.space_name != setup.space.name:
+        raise ConfigError(f"benchmark {benchmark.name} holds {benchmark.space_name} archs, the run searched {setup.space.name}")
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=setup.device)
+    if state["space"] != json.dumps(setup.space.describe(), sort_keys=True):
+        raise ConfigError(f"the checkpoint in {run_dir} was written for another space: {state['space']}")
+    supernet = setup.space.build_supernet().to(setup.device)
+    supernet.load_state_dict(state["model"])
+    evaluator = make_evaluator(setup, supernet, ranking.held_out)
+    archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed)
+    protocol = {
+        "run": str(run_dir),
+        "space": setup.space.describe(),
+        "supernet_epochs": int(state["epoch"]),
+        "archs": f"{len(archs)} distinct archs, uniform without replacement (sample_seed={ranking.sample_seed})"
+        if len(archs) < setup.space.size else f"all {len(archs)} archs",
+        "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} images) with inherited weights",
+        "bn": f"recalibrated per arch on {sum(len(b) for b in evaluator.bn_batches)} training images (the same for every arch)"
+        if evaluator.bn_batches else "running statistics from training (no recalibration)",
+        "evaluator": asdict(setup.evaluator),
+        "truth_metric": ranking.truth_metric,
+        "benchmark": OmegaConf.to_container(cfg.benchmark, resolve=True),
+        "device": str(setup.device),
+        "torch": torch.__version__,
+    }
+    log.info("scoring %d archs on %s", len(archs), setup.device)
+    report = rank_archs(
+        setup.space, evaluator, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
+        progress=True,
+    )
+    out = Path(cfg.out).expanduser() if cfg.out else run_dir / "ranking"
+    write_ranking(report, out, title=f"{setup.space.name} supernet vs {benchmark.name} {ranking.truth_metric}")
+    return report, out
+
+
+def write_ranking(report: RankingReport, out: Path, title: str = "") -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ranking.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    plot_ranking(report, str(out / "ranking.png"), title=title)
