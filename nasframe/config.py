@@ -10,7 +10,7 @@ still before any data is loaded or any weight trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
@@ -68,10 +68,32 @@ class RankConfig:
     out: Optional[str] = None  # default: <run>/ranking
 
 
+def _default_tabular_selectors() -> dict[str, Any]:
+    return {
+        "evolutionary": {"name": "evolutionary", "population_size": 20, "generations": 1000, "parents": 10},
+        "random": {"name": "random", "num_samples": 1_000_000},
+    }
+
+
+@dataclass
+class TabularConfig:
+    """Compare selectors on a tabular benchmark (no supernet): best true accuracy vs number of queries."""
+
+    space: Any = MISSING
+    benchmark: Any = MISSING
+    selectors: Dict[str, Any] = field(default_factory=_default_tabular_selectors)  # label -> selector node
+    search_metric: str = "cifar10_test"
+    report_metric: str = "cifar10_test"
+    max_queries: int = 300
+    seeds: int = 10
+    out: Optional[str] = None  # default: the run directory
+
+
 def register_configs() -> None:
-    """Store the schemas named first in the defaults of ``configs/search.yaml`` and ``configs/rank.yaml``."""
+    """Store the schemas named first in the defaults of the command configs (``configs/<command>.yaml``)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="search_schema", node=SearchConfig)
     store.store(name="rank_schema", node=RankConfig)
+    store.store(name="tabular_schema", node=TabularConfig)

@@ -50,10 +50,7 @@ class SearchOutcome:
 
 
 def build_space(node: Any, data: DataSpec) -> SearchSpace:
-    name = node.get("name") if node is not None else None
-    if not name:
-        raise ConfigError(f"space.name is required; known spaces: {', '.join(SPACES.names())}")
-    return SPACES.get(name).from_config(node, where="space", data=data)
+    return SPACES.build(node, "space", data=data)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -61,6 +61,46 @@ def test_search_writes_a_complete_run_directory(tmp_path):
     assert "resumed from" in log and "epoch 3/3" in log and "epoch 1/3" not in log
     assert json.loads((tmp_path / "resumed/export/arch.json").read_text())["native"] == arch
 
+    # rank that supernet against a (synthetic, complete) NAS-Bench-201 table
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    ranked = nasframe("rank", f"run={run_dir}", f"benchmark.path={table}", "ranking.num_archs=12",
+                      "evaluator.bn_recalibration_batches=1", f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+    ranking = json.loads((run_dir / "ranking/ranking.json").read_text())
+    assert len(ranking["archs"]) == 12 and "kendall_tau" in ranking["metrics"]
+    assert "12 distinct archs" in ranking["protocol"]["archs"] and ranking["protocol"]["supernet_epochs"] == 2
+    assert (run_dir / "ranking/ranking.png").stat().st_size > 1000
+    assert "kendall_tau" in ranked.stdout
+
+
+def synthetic_nb201_table(path):
+    """Every NAS-Bench-201 arch with a made-up accuracy (the number of conv ops, plus noise)."""
+    import numpy as np
+
+    from search_spaces.nb201 import NB201Space
+
+    space, rng = NB201Space(), np.random.default_rng(0)
+    rows = ["index,arch,cifar10_test"]
+    for i, arch in enumerate(space.enumerate()):
+        accuracy = 80 + 2 * sum(op.startswith("nor_conv") for op in arch.values()) + rng.normal()
+        rows.append(f"{i},{space.format(arch)},{accuracy:.3f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_tabular_search_command(tmp_path):
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    proc = nasframe("tabular", f"benchmark.path={table}", "max_queries=30", "seeds=2", f"out={tmp_path / 'out'}",
+                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out/tabular.json").read_text())
+    assert set(result["selectors"]) == {"evolutionary", "random"}
+    for curve in result["selectors"].values():
+        assert len(curve["mean"]) == 30 and curve["mean"] == sorted(curve["mean"])  # incumbents only improve
+    assert (tmp_path / "out/tabular.png").is_file() and "| evolutionary |" in (tmp_path / "out/tabular.md").read_text()
+    bad = nasframe("tabular", f"benchmark.path={table}", "search_metric=cifar10_valid", f"hydra.run.dir={tmp_path / 'r2'}", cwd=tmp_path)
+    assert bad.returncode != 0 and "no metric 'cifar10_valid'" in bad.stderr
+
 
 @pytest.mark.parametrize(
     ("override", "message"),

@@ -50,7 +50,4 @@ class TabularBenchmark(ABC):
 
 
 def build_benchmark(node: Mapping[str, Any] | Any) -> TabularBenchmark:
-    name = node.get("name") if node is not None else None
-    if not name:
-        raise ConfigError(f"benchmark.name is required; known benchmarks: {', '.join(BENCHMARKS.names())}")
-    return BENCHMARKS.get(name).from_config(node, where="benchmark")
+    return BENCHMARKS.build(node, "benchmark")

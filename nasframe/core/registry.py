@@ -17,7 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from nasframe.errors import UnknownNameError
+from nasframe.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -73,6 +73,15 @@ class Registry(Generic[T]):
                 raise UnknownNameError(f"cannot load {self.kind} '{name}': {exc}") from None
         known = ", ".join(self.names()) or "none"
         raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {known}")
+
+    def build(self, node: Any, where: str, **extra: Any) -> Any:
+        """Instantiate the class named by ``node["name"]`` with the rest of ``node`` as its settings, checked
+        against the class's ``Config`` (see :class:`~nasframe.core.settings.Configurable`). ``where`` names the
+        config node in error messages; ``extra`` are constructor arguments that do not come from the config."""
+        name = node.get("name") if node is not None else None
+        if not name:
+            raise ConfigError(f"{where}.name is required; known: {', '.join(self.names()) or 'none'}")
+        return self.get(name).from_config(node, where=where, **extra)
 
     def __contains__(self, name: str) -> bool:
         self._import_builtins()

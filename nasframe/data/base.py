@@ -131,10 +131,4 @@ class InMemoryLoader:
 
 def build_dataset(node: Any) -> DatasetSplits:
     """Load the data set named by ``node.name`` with the rest of ``node`` as its settings."""
-    name = node["name"] if node is not None and "name" in node else None
-    if not name:
-        from nasframe.errors import ConfigError
-
-        raise ConfigError(f"dataset.name is required; known data sets: {', '.join(DATASETS.names())}")
-    cls = DATASETS.get(name)
-    return cls.from_config(node, where="dataset").load()
+    return DATASETS.build(node, "dataset").load()

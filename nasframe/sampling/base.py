@@ -17,7 +17,6 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SAMPLERS
 from nasframe.core.settings import Configurable
 from nasframe.core.space import SearchSpace
-from nasframe.errors import ConfigError
 
 
 class PathSampler(Configurable, ABC):
@@ -47,7 +46,4 @@ class PathSampler(Configurable, ABC):
 
 def build_sampler(node: Any, space: SearchSpace, seed: int) -> PathSampler:
     """The sampler named by ``node.name``, with the rest of ``node`` as its settings."""
-    name = node.get("name") if node is not None else None
-    if not name:
-        raise ConfigError(f"sampler.name is required; known samplers: {', '.join(SAMPLERS.names())}")
-    return SAMPLERS.get(name).from_config(node, where="sampler", space=space, seed=seed)
+    return SAMPLERS.build(node, "sampler", space=space, seed=seed)

@@ -20,7 +20,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.settings import Configurable
 from nasframe.core.space import SearchSpace
-from nasframe.errors import ConfigError, NasframeError
+from nasframe.errors import NasframeError
 from nasframe.selection.constraints import Constraint, satisfies
 
 Evaluate = Callable[[Arch], float]
@@ -145,7 +145,4 @@ def sample_satisfying(
 
 
 def build_selector(node: Mapping[str, Any] | Any) -> Selector:
-    name = node.get("name") if node is not None else None
-    if not name:
-        raise ConfigError(f"selector.name is required; known selectors: {', '.join(SELECTORS.names())}")
-    return SELECTORS.get(name).from_config(node, where="selector")
+    return SELECTORS.build(node, "selector")
