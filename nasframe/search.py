@@ -107,7 +107,8 @@ def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_
     torch.manual_seed(setup.cfg.seed)
     supernet = setup.space.build_supernet().to(setup.device)
     loader = InMemoryLoader(
-        setup.data.train.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed, transform=setup.data.train_transform
+        setup.data.train.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed,
+        transform=setup.data.train_transform, data_order=setup.sampler.data_order(len(setup.data.train)),
     )
     trainer = SupernetTrainer(
         supernet, setup.sampler, loader, setup.trainer, run_dir=run_dir, writer=writer,

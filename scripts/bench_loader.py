@@ -38,7 +38,7 @@ def nasframe_loader(data, batch: int, device: torch.device) -> float:
     loader = InMemoryLoader(data.train.to(device), batch, seed=0, transform=data.augment)
     start = time.perf_counter()
     seen = 0
-    for x, _ in loader.epoch():
+    for x, _, _ in loader.epoch():
         seen += len(x)
     if device.type == "cuda":
         torch.cuda.synchronize()

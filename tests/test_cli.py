@@ -131,3 +131,26 @@ def test_usage_and_unknown_command(tmp_path):
     assert proc.returncode == 0 and "search" in proc.stdout
     proc = nasframe("serach", cwd=tmp_path)
     assert proc.returncode != 0 and "unknown command 'serach'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("experiment", "expected"),
+    [
+        ("nb201_cifar10_cpu", {"epochs": 10, "batch_size": 64, "lr": 0.05, "weight_decay": 2.5e-4}),
+        ("nb201_cifar10_gpu", {"epochs": 250, "batch_size": 256, "lr": 0.05, "weight_decay": 2.5e-4, "momentum": 0.9}),
+    ],
+)
+def test_experiment_presets_compose_with_the_stated_protocol(experiment, expected):
+    from hydra import compose, initialize_config_dir
+
+    from nasframe.cli import CONFIG_DIR
+    from nasframe.config import register_configs
+    from nasframe.core.settings import settings_from
+    from nasframe.training import TrainerConfig
+
+    register_configs()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=[f"+experiment={experiment}"])
+    assert cfg.dataset.name == "cifar10" and cfg.dataset.split == "nb201" and cfg.space.channels == 16
+    trainer = settings_from(TrainerConfig, cfg.trainer, "trainer")
+    assert {k: getattr(trainer, k) for k in expected} == expected

@@ -61,8 +61,8 @@ def test_mid_epoch_checkpoint_resumes_the_same_batches(tiny_space, digits, tmp_p
     partial = make_trainer(tiny_space, digits, epochs=2, run_dir=tmp_path)
     batches = partial.loader.epoch()
     for _ in range(3):  # three steps of epoch 1, as if the process were stopped there
-        x, y = next(batches)
-        partial.train_step(x, y)
+        x, y, idx = next(batches)
+        partial.train_step(x, y, idx)
         partial.step_in_epoch += 1
         partial.global_step += 1
     partial.save_checkpoint()
@@ -174,6 +174,6 @@ def test_uniform_sampler_frequencies_and_state(tiny_space):
 
 def test_loader_visits_every_example_once_per_epoch(digits):
     loader = InMemoryLoader(digits.train, 100, seed=0, drop_last=False)
-    labels = torch.cat([y for _, y in loader.epoch()])
+    labels = torch.cat([y for _, y, _ in loader.epoch()])
     assert len(labels) == len(digits.train)
     assert Counter(labels.tolist()) == Counter(digits.train.y.tolist())

@@ -128,6 +128,21 @@ class Supernet(nn.Module):
     def active_arch(self) -> Arch | None:
         return self.__dict__.get("_nasframe_active_arch")
 
+    @torch.no_grad()
+    def path_grad_norms(self) -> dict[str, torch.Tensor | None]:
+        """For each choice, the L2 norm of the gradient of its active option's parameters, averaged over the
+        modules that share the choice; ``None`` where the active option has no parameter with a gradient.
+        Stays on the device (no host synchronisation)."""
+        out: dict[str, torch.Tensor | None] = {}
+        for name, modules in self._choice_index().items():
+            norms = []
+            for module in modules:
+                grads = [p.grad for p in module.active_module().parameters() if p.grad is not None]
+                if grads:
+                    norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            out[name] = torch.stack(norms).mean() if norms else None
+        return out
+
 
 def path_state_dict(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     """The state dict of the active path, keyed as in the standalone subnet.

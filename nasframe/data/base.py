@@ -70,12 +70,38 @@ class DatasetSplits:
         )
 
 
+class DataOrder:
+    """Which training examples an epoch visits, in which order. The default visits each once, shuffled.
+
+    Adaptive data samplers (PA&DA) override :meth:`order`, receive per-example statistics through
+    :meth:`observe`, and update at :meth:`end_epoch`; their state is checkpointed with the trainer's.
+    """
+
+    #: set by data samplers that need per-example ``stats["logit_grad_norm"]`` in :meth:`observe`
+    wants_logit_grad_norms = False
+
+    def order(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(n, generator=generator)
+
+    def observe(self, indices: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
+        """Per-example statistics of a training batch (``indices`` into the split)."""
+
+    def end_epoch(self, epoch: int, epochs: int) -> None:
+        """Called after epoch ``epoch`` (0-based) of ``epochs``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
 class InMemoryLoader:
-    """Batches of a :class:`TensorSplit`, reshuffled each epoch by its own seeded generator.
+    """Batches of a :class:`TensorSplit`, ordered each epoch by a :class:`DataOrder` and its own seeded generator.
 
     The trainer checkpoints the generator state of the current epoch's start, so a checkpoint taken
     mid-epoch resumes the same order (:meth:`epoch` with ``skip`` batches). ``transform`` (e.g. augmentation
-    on the device) is applied per batch.
+    on the device) is applied per batch. Batches are ``(x, y, indices)``.
     """
 
     def __init__(
@@ -86,6 +112,7 @@ class InMemoryLoader:
         drop_last: bool = True,
         seed: int = 0,
         transform: Transform | None = None,
+        data_order: DataOrder | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -94,13 +121,14 @@ class InMemoryLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.transform = transform
+        self.data_order = data_order or DataOrder()
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         n = len(self.split)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """One pass over the split, starting at batch ``skip``.
 
         The loader's generator draws the epoch's order and one augmentation seed; batch ``b`` is augmented
@@ -108,7 +136,7 @@ class InMemoryLoader:
         whether or not earlier batches were skipped, and a mid-epoch resume is exact.
         """
         n = len(self.split)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = self.data_order.order(n, self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.split.x.device)
         augment_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         batch_generator = torch.Generator()
@@ -117,9 +145,9 @@ class InMemoryLoader:
             x = self.split.x[idx]
             if self.transform is not None:
                 x = self.transform(x, batch_generator.manual_seed(augment_seed + b))
-            yield x, self.split.y[idx]
+            yield x, self.split.y[idx], idx
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         return self.epoch()
 
     def state_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Metrics, for scores ``s`` and true accuracies ``t`` of the same archs:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ def rank_archs(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    scores = [float(score(a)) for a in tqdm(archs, desc="scoring", disable=not progress, leave=False)]
+    bar = tqdm(archs, desc="scoring", disable=not progress or not sys.stderr.isatty(), leave=False)
+    scores = [float(score(a)) for a in bar]
     seconds = time.perf_counter() - start
     return RankingReport(dict(protocol), ranking_metrics(scores, true_values), natives, scores, true_values, seconds)
 

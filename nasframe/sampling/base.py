@@ -17,6 +17,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SAMPLERS
 from nasframe.core.settings import Configurable
 from nasframe.core.space import SearchSpace
+from nasframe.data.base import DataOrder
 
 
 class PathSampler(Configurable, ABC):
@@ -33,8 +34,21 @@ class PathSampler(Configurable, ABC):
     def sample(self) -> Arch:
         """The arch to train at the next step."""
 
+    #: set by samplers that need ``stats["path_grad_norms"]`` in :meth:`observe` (computed only then)
+    wants_path_grad_norms = False
+
     def observe(self, arch: Arch, stats: dict[str, Any]) -> None:
         """Statistics of the step that trained ``arch`` (loss, gradients...). Non-adaptive samplers ignore it."""
+
+    def end_epoch(self, epoch: int, epochs: int) -> None:
+        """Called after epoch ``epoch`` (0-based) of ``epochs``; adaptive samplers update here."""
+
+    def data_order(self, num_examples: int) -> DataOrder | None:
+        """A training-data sampler to use with this path sampler (PA&DA samples data too); ``None`` for the default."""
+        return None
+
+    def log_to(self, writer: Any, epoch: int) -> None:
+        """Write the sampler's distributions to TensorBoard."""
 
     def state_dict(self) -> dict[str, Any]:
         # JSON keeps the 128-bit PCG64 state exact and loadable with torch.load(weights_only=True)

@@ -94,8 +94,15 @@ class SupernetTrainer:
         self._epoch_start_loader_state = loader.state_dict()
 
     # -- the step ------------------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One single-path step; returns the detached loss and the number of correct predictions."""
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One single-path step; returns the detached loss and the number of correct predictions.
+
+        Adaptive samplers get the step's statistics: the path sampler the loss (and, if it asks, the gradient
+        norm of each choice's active option), the data sampler the per-example norm of the loss gradient with
+        respect to the logits, ``||softmax(z) - onehot(y)||``, for the batch's ``indices``.
+        """
         arch = self.sampler.sample()
         self.supernet.set_arch(arch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -111,11 +118,17 @@ class SupernetTrainer:
         loss.backward()
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.grad_clip)
+        stats: dict[str, Any] = {"loss": loss.detach()}
+        if self.sampler.wants_path_grad_norms:
+            stats["path_grad_norms"] = self.supernet.path_grad_norms()
         self.optimizer.step()
         self.scheduler.step()
-        loss = loss.detach()
-        self.sampler.observe(arch, {"loss": loss})
-        return loss, (logits.detach().argmax(dim=1) == y).sum()
+        self.sampler.observe(arch, stats)
+        logits = logits.detach()
+        data_order = self.loader.data_order
+        if indices is not None and data_order.wants_logit_grad_norms:
+            data_order.observe(indices, {"logit_grad_norm": logit_gradient_norms(logits, y)})
+        return stats["loss"], (logits.argmax(dim=1) == y).sum()
 
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self, until_epoch: int | None = None) -> list[dict[str, float]]:
@@ -149,9 +162,9 @@ class SupernetTrainer:
         self._seen = 0
         window_loss = torch.zeros((), device=self.device)
         window_steps = 0
-        for x, y in self.loader.epoch(skip=self.step_in_epoch):
+        for x, y, indices in self.loader.epoch(skip=self.step_in_epoch):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            loss, hits = self.train_step(x, y)
+            loss, hits = self.train_step(x, y, indices)
             self._loss_sum += loss * len(y)
             self._correct += hits
             self._seen += len(y)
@@ -170,6 +183,10 @@ class SupernetTrainer:
 
     def _end_epoch(self, save: bool) -> None:
         cfg = self.config
+        self.sampler.end_epoch(self.epoch, cfg.epochs)
+        self.loader.data_order.end_epoch(self.epoch, cfg.epochs)
+        if self.writer is not None:
+            self.sampler.log_to(self.writer, self.epoch + 1)
         self.epoch += 1
         self.step_in_epoch = 0
         self._epoch_start_loader_state = self.loader.state_dict()
@@ -208,6 +225,7 @@ class SupernetTrainer:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "loader": self._epoch_start_loader_state,
+            "data_order": self.loader.data_order.state_dict(),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -227,6 +245,7 @@ class SupernetTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
+        self.loader.data_order.load_state_dict(state.get("data_order", {}))
         self._epoch_start_loader_state = state["loader"]
         self.loader.load_state_dict(state["loader"])
         self.epoch = int(state["epoch"])
@@ -249,6 +268,13 @@ class SupernetTrainer:
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state, source=str(path))
         log.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.global_step)
+
+
+def logit_gradient_norms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-example ``||d CE(z_i, y_i) / d z_i|| = ||softmax(z_i) - onehot(y_i)||`` (no backward pass needed)."""
+    residual = torch.softmax(logits.float(), dim=1)
+    residual[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+    return torch.linalg.vector_norm(residual, dim=1)
 
 
 def _progress_bar(enabled: bool, **kwargs: Any) -> Any:
