@@ -51,6 +51,8 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     if state["space"] != json.dumps(setup.space.describe(), sort_keys=True):
         raise ConfigError(f"the checkpoint in {run_dir} was written for another space: {state['space']}")
     supernet = setup.space.build_supernet().to(setup.device)
+    setup.sampler.load_state_dict(state["sampler"])
+    supernet = (setup.sampler.rebuild(supernet) or supernet).to(setup.device)  # few-shot sub-supernets
     supernet.load_state_dict(state["model"])
     evaluator = make_evaluator(setup, supernet, ranking.held_out)
     archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed)

@@ -88,6 +88,27 @@ def synthetic_nb201_table(path):
     return path
 
 
+@pytest.mark.parametrize("sampler", [["sampler=pada"], ["sampler=fewshot", "sampler.warmup_fraction=0.5"]])
+def test_adaptive_samplers_run_from_the_cli_and_rank(tmp_path, sampler):
+    run_dir = tmp_path / "run"
+    proc = nasframe("search", *TINY, *sampler, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    if sampler[0] == "sampler=pada":
+        assert any(tag.startswith("pada_path/") for tag in events.Tags()["scalars"])
+        assert "pada_data/example_probability_x_N" in events.Tags()["histograms"]
+    else:
+        assert "sampler/structure/text_summary" in events.Tags()["tensors"]
+        assert "exhaustive split into 5 sub-supernets" in (run_dir / "search.log").read_text()
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    ranked = nasframe("rank", f"run={run_dir}", f"benchmark.path={table}", "ranking.num_archs=6",
+                      "evaluator.bn_recalibration_batches=1", f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+
+
 def test_tabular_search_command(tmp_path):
     table = synthetic_nb201_table(tmp_path / "table.csv")
     proc = nasframe("tabular", f"benchmark.path={table}", "max_queries=30", "seeds=2", f"out={tmp_path / 'out'}",

@@ -147,12 +147,12 @@ class Supernet(nn.Module):
 def path_state_dict(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     """The state dict of the active path, keyed as in the standalone subnet.
 
-    Every :class:`ChoiceModule` contributes the state of its :meth:`~ChoiceModule.active_module` under its
-    own prefix; every other module contributes its parameters and persistent buffers. Tensors are shared,
-    not copied.
+    Every :class:`ChoiceModule` is replaced by its :meth:`~ChoiceModule.active_module` under its own prefix
+    (recursively: a few-shot supernet's active module is a whole sub-supernet); every other module contributes
+    its parameters and persistent buffers. Tensors are shared, not copied.
     """
     if isinstance(module, ChoiceModule):
-        return {prefix + key: value for key, value in module.active_module().state_dict(keep_vars=True).items()}
+        return path_state_dict(module.active_module(), prefix)  # the active module may hold choices itself
     state: dict[str, torch.Tensor] = {}
     for name, param in module._parameters.items():
         if param is not None:

@@ -95,6 +95,9 @@ class DataOrder:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def log_to(self, writer: Any, epoch: int) -> None:
+        """Write the sampling distribution to TensorBoard."""
+
 
 class InMemoryLoader:
     """Batches of a :class:`TensorSplit`, ordered each epoch by a :class:`DataOrder` and its own seeded generator.

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from nasframe.core.arch import Arch
 from nasframe.core.registry import SAMPLERS
@@ -49,6 +50,19 @@ class PathSampler(Configurable, ABC):
 
     def log_to(self, writer: Any, epoch: int) -> None:
         """Write the sampler's distributions to TensorBoard."""
+
+    def restructure(self, supernet: nn.Module, epoch: int, epochs: int, probe_batches: Any) -> nn.Module | None:
+        """Called at the start of each epoch: a new supernet to train from now on (few-shot splits), or ``None``.
+        ``probe_batches(n)`` gives ``n`` training batches for decisions that need data."""
+        return None
+
+    def rebuild(self, supernet: nn.Module) -> nn.Module | None:
+        """The structure :meth:`restructure` produced, rebuilt from the sampler's state (for resuming and for
+        loading a checkpoint); ``None`` if the structure is the space's plain supernet."""
+        return None
+
+    def describe_structure(self) -> str:
+        return ""
 
     def state_dict(self) -> dict[str, Any]:
         # JSON keeps the 128-bit PCG64 state exact and loadable with torch.load(weights_only=True)

@@ -90,6 +90,10 @@ class PADAData(DataOrder):
         self._sum.zero_()
         self._count.zero_()
 
+    def log_to(self, writer: Any, epoch: int) -> None:
+        if self.prob is not None:
+            writer.add_histogram("pada_data/example_probability_x_N", self.prob * self.n, epoch)
+
     def state_dict(self) -> dict[str, Any]:
         return {"prob": self.prob, "sum": self._sum.cpu(), "count": self._count.cpu()}
 

@@ -76,22 +76,51 @@ class SupernetTrainer:
         self.writer = writer
         self.space_description = json.dumps(space_description or {}, sort_keys=True)
         self.device = next(supernet.parameters()).device
-        self.optimizer = torch.optim.SGD(
-            supernet.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0,
-            weight_decay=config.weight_decay,
-        )
-        total_steps = max(1, config.epochs * len(loader))
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=total_steps, eta_min=config.min_lr
-        )
+        self._make_optimizer(from_epoch=0)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
         self.history: list[dict[str, float]] = []
         self._epoch_start_loader_state = loader.state_dict()
+
+    def _make_optimizer(self, from_epoch: int) -> None:
+        """SGD over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
+        cfg = self.config
+        self.optimizer = torch.optim.SGD(
+            self.supernet.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+        steps = max(1, (cfg.epochs - from_epoch) * len(self.loader))
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps, eta_min=cfg.min_lr)
+        self._schedule_start = from_epoch
+
+    def _restructure(self) -> None:
+        """Let the sampler change the supernet's structure at an epoch boundary (few-shot splits)."""
+        new = self.sampler.restructure(self.supernet, self.epoch, self.config.epochs, self._probe_batches)
+        if new is None:
+            return
+        self.supernet = new.to(self.device).train()
+        self._make_optimizer(from_epoch=self.epoch)  # fresh optimiser and cosine schedule, as few-shot NAS does
+        text = self.sampler.describe_structure()
+        log.info("epoch %d: %s", self.epoch, text)
+        if self.writer is not None:
+            self.writer.add_text("sampler/structure", text, self.epoch)
+
+    def _probe_batches(self, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``count`` training batches (augmented like training data), fixed by the current step."""
+        split, size = self.loader.split, self.loader.batch_size
+        generator = torch.Generator().manual_seed(self.global_step)
+        batches = []
+        for b in range(count):
+            idx = torch.randperm(len(split), generator=generator)[:size].to(split.x.device)
+            x = split.x[idx]
+            if self.loader.transform is not None:
+                x = self.loader.transform(x, generator)
+            batches.append((x.to(self.device), split.y[idx].to(self.device)))
+        return batches
 
     # -- the step ------------------------------------------------------------------------------------
     def train_step(
@@ -145,6 +174,8 @@ class SupernetTrainer:
         try:
             with _logging_through(progress):
                 while self.epoch < stop:
+                    if self.step_in_epoch == 0:
+                        self._restructure()
                     self._train_epoch(progress)
                     self._end_epoch(save=stop == self.epoch + 1)
         finally:
@@ -187,6 +218,7 @@ class SupernetTrainer:
         self.loader.data_order.end_epoch(self.epoch, cfg.epochs)
         if self.writer is not None:
             self.sampler.log_to(self.writer, self.epoch + 1)
+            self.loader.data_order.log_to(self.writer, self.epoch + 1)
         self.epoch += 1
         self.step_in_epoch = 0
         self._epoch_start_loader_state = self.loader.state_dict()
@@ -226,6 +258,7 @@ class SupernetTrainer:
             "sampler": self.sampler.state_dict(),
             "loader": self._epoch_start_loader_state,
             "data_order": self.loader.data_order.state_dict(),
+            "schedule_start": self._schedule_start,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -238,13 +271,17 @@ class SupernetTrainer:
             raise CheckpointError(
                 f"{source} was written for space {state.get('space')}, but this run uses {self.space_description}"
             )
+        self.sampler.load_state_dict(state["sampler"])
+        rebuilt = self.sampler.rebuild(self.supernet)  # e.g. the sub-supernets of a few-shot split
+        if rebuilt is not None:
+            self.supernet = rebuilt.to(self.device)
+        self._make_optimizer(from_epoch=int(state.get("schedule_start", 0)))
         try:
             self.supernet.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{source} does not fit this supernet: {str(exc).splitlines()[0]}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
         self.loader.data_order.load_state_dict(state.get("data_order", {}))
         self._epoch_start_loader_state = state["loader"]
         self.loader.load_state_dict(state["loader"])
