@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nasframe.hardware import describe_device
 from nasframe.data.base import InMemoryLoader
 from nasframe.data.cifar10 import MEAN, STD, Cifar10
 from search_spaces.nb201 import NB201Space
@@ -120,7 +121,7 @@ def main() -> None:
     meta = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()}), {torch.get_num_threads()} threads",
+        "device": describe_device(device),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "cache_load_seconds": load_seconds,
         "workers": args.workers,

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nasframe.core.space import DataSpec
+from nasframe.hardware import describe_device
 from search_spaces.nb201 import NB201Space
 
 ARCHS = {
@@ -131,7 +132,7 @@ def main() -> None:
     meta = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine_description(device),
+        "machine": describe_device(device),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -145,27 +146,11 @@ def main() -> None:
     print(f"wrote {args.out / stem}.md and .json")
 
 
-def machine_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{cpu}, {os.cpu_count()} logical cores visible"
-
-
 def render(meta: dict, rows: list[dict]) -> str:
     lines = [
         "# Single-path supernet overhead vs the standalone subnet (NAS-Bench-201)",
         "",
-        f"- machine: {meta['machine']}; {meta['threads']} torch threads",
+        f"- machine: {meta['machine']}",
         f"- versions: python {meta['python']}, torch {meta['torch']}",
         f"- setting: {meta['setting']}",
         f"- command: `{meta['command']}` ({meta['date']})",

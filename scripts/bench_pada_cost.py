@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from nasframe.core.space import DataSpec
+from nasframe.hardware import describe_device
 from nasframe.data.base import InMemoryLoader, TensorSplit
 from nasframe.sampling.pada import PADASampler
 from nasframe.sampling.uniform import UniformSampler
@@ -92,7 +93,7 @@ def main() -> None:
     meta = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()}), {torch.get_num_threads()} threads",
+        "device": describe_device(device),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "setting": f"NB201 C=16 N=5, batch {args.batch_size}, 3x32x32, {args.steps} timed steps per sampler "
                    f"after {args.warmup} warm-up, same archs and batch shapes for both",

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.cli import CONFIG_DIR
+from nasframe.hardware import describe_device
 from nasframe.config import RankConfig, register_configs
 from nasframe.rank import run_rank
 from nasframe.search import run_search
@@ -75,8 +76,7 @@ def main() -> None:
         "experiment": args.experiment,
         "command": "python " + " ".join(sys.argv),
         "overrides": overrides,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-                   f"{torch.cuda.get_device_name() if torch.cuda.is_available() and cfg.device != 'cpu' else 'CPU'}",
+        "machine": describe_device(report.protocol["device"]),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": data_line,

@@ -72,3 +72,10 @@ def test_nasframe_never_imports_search_spaces():
     pattern = re.compile(r"^\s*(from|import)\s+search_spaces", re.MULTILINE)
     offenders = [str(p) for p in root.rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_describe_device_names_the_cpu_and_threads():
+    from nasframe.hardware import describe_device
+
+    text = describe_device("cpu")
+    assert text.startswith("CPU ") and "torch threads" in text

@@ -163,7 +163,8 @@ class SupernetTrainer:
     def fit(self, until_epoch: int | None = None) -> list[dict[str, float]]:
         """Train to ``config.epochs`` (or stop after ``until_epoch``, e.g. to fit a time slot, and resume later).
 
-        The schedule always spans ``config.epochs``. Returns per-epoch ``{"epoch", "loss", "accuracy", "lr"}``.
+        The cosine schedule runs to ``config.epochs`` (restarted when the sampler restructures the supernet, as
+        a few-shot split does). Returns per-epoch ``{"epoch", "loss", "accuracy", "lr"}``.
         """
         cfg = self.config
         stop = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
