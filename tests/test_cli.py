@@ -54,11 +54,13 @@ def test_search_writes_a_complete_run_directory(tmp_path):
 
     # resume from that run, with a fixed arch instead of a selection
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-    again = nasframe("search", *TINY, "trainer.epochs=3", f"resume={run_dir}", f"arch='{arch}'",
+    again = nasframe("search", *TINY, f"resume={run_dir}", f"arch='{arch}'",
                      f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     log = (tmp_path / "resumed/search.log").read_text()
-    assert "resumed from" in log and "epoch 3/3" in log and "epoch 1/3" not in log
+    assert "resumed from" in log and "at epoch 2" in log and "epoch 1/2" not in log  # nothing retrained
+    longer = nasframe("search", *TINY, "trainer.epochs=3", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r3'}", cwd=tmp_path)
+    assert longer.returncode != 0 and "trained for 2 epochs" in longer.stderr and "Traceback" not in longer.stderr
     assert json.loads((tmp_path / "resumed/export/arch.json").read_text())["native"] == arch
 
     # rank that supernet against a (synthetic, complete) NAS-Bench-201 table

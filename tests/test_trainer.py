@@ -148,6 +148,14 @@ def test_resume_refuses_a_checkpoint_of_another_space(tiny_space, digits, tmp_pa
         other.resume(tmp_path)
 
 
+def test_resume_refuses_another_schedule(tiny_space, digits, tmp_path):
+    trainer = make_trainer(tiny_space, digits, epochs=2, run_dir=tmp_path)
+    trainer.fit(until_epoch=1)
+    longer = make_trainer(tiny_space, digits, epochs=5)
+    with pytest.raises(CheckpointError, match="trained for 2 epochs .* this run has 5"):
+        longer.resume(tmp_path)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tiny_space, digits, tmp_path):
     trainer = make_trainer(tiny_space, digits, epochs=2, run_dir=tmp_path)
     trainer.fit(until_epoch=1)

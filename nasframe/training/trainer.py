@@ -260,6 +260,7 @@ class SupernetTrainer:
             "loader": self._epoch_start_loader_state,
             "data_order": self.loader.data_order.state_dict(),
             "schedule_start": self._schedule_start,
+            "schedule": {"epochs": self.config.epochs, "steps_per_epoch": len(self.loader)},
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -271,6 +272,13 @@ class SupernetTrainer:
         if state.get("space") != self.space_description:
             raise CheckpointError(
                 f"{source} was written for space {state.get('space')}, but this run uses {self.space_description}"
+            )
+        schedule = {"epochs": self.config.epochs, "steps_per_epoch": len(self.loader)}
+        if state.get("schedule", schedule) != schedule:
+            raise CheckpointError(
+                f"{source} was trained for {state['schedule']['epochs']} epochs of {state['schedule']['steps_per_epoch']} "
+                f"steps, this run has {schedule['epochs']} of {schedule['steps_per_epoch']}: resume with the same "
+                "trainer.epochs, trainer.batch_size and data (the cosine schedule depends on them)"
             )
         self.sampler.load_state_dict(state["sampler"])
         rebuilt = self.sampler.rebuild(self.supernet)  # e.g. the sub-supernets of a few-shot split
