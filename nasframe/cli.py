@@ -39,6 +39,9 @@ def _search(cfg: DictConfig) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     outcome = run_search(cfg, run_dir)
+    if outcome is None:
+        print(f"\nstopped early; checkpoint in {run_dir}; continue with: nasframe search resume={run_dir} (same settings)")
+        return
     print(f"\nselected  {outcome.native}")
     print(f"accuracy  valid {outcome.valid_accuracy:.2f}% (supernet weights), test {outcome.test_accuracy:.2f}% (exported subnet)")
     print(f"run dir   {outcome.run_dir}")

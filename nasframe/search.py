@@ -130,8 +130,9 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet, held_out: str = "vali
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare)
 
 
-def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome:
-    """Train, select, export; everything the run writes goes under ``run_dir``."""
+def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome | None:
+    """Train, select, export; everything the run writes goes under ``run_dir``. Returns ``None`` when training
+    stopped early (``trainer.stop_after_epoch``): the checkpoint is written and the run can be resumed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -146,9 +147,14 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     train_started = time.perf_counter()
-    trainer = train_supernet(setup, run_dir, writer)
+    trainer = train_supernet(setup, run_dir, writer, until_epoch=setup.trainer.stop_after_epoch)
     supernet, history = trainer.supernet, trainer.history
     train_seconds = time.perf_counter() - train_started
+    if trainer.epoch < setup.trainer.epochs:
+        writer.close()
+        log.info("stopped after epoch %d of %d (trainer.stop_after_epoch); continue with resume=%s",
+                 trainer.epoch, setup.trainer.epochs, run_dir)
+        return None
 
     # -- select -----------------------------------------------------------------------------------------
     select_started = time.perf_counter()

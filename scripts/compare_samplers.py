@@ -58,6 +58,8 @@ def main() -> None:
             start = time.perf_counter()
             outcome = run_search(cfg, run_dir)
             search_seconds = time.perf_counter() - start
+            if outcome is None:
+                raise SystemExit("trainer.stop_after_epoch is not supported by the comparison: every run trains fully")
             rank_cfg = OmegaConf.structured(RankConfig)
             rank_cfg.run, rank_cfg.benchmark = str(run_dir), {"name": "nb201"}
             rank_cfg.ranking.num_archs, rank_cfg.ranking.sample_seed = args.num_archs, args.sample_seed

@@ -56,6 +56,9 @@ def main() -> None:
     started = time.perf_counter()
     outcome = run_search(cfg, run_dir)
     search_seconds = time.perf_counter() - started
+    if outcome is None:  # trainer.stop_after_epoch: a time slice of a longer run
+        print(f"training stopped early; continue with: python {' '.join(sys.argv)} --resume")
+        return
 
     rank_cfg = OmegaConf.structured(RankConfig)
     rank_cfg.run = str(run_dir)

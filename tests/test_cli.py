@@ -59,6 +59,9 @@ def test_search_writes_a_complete_run_directory(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     log = (tmp_path / "resumed/search.log").read_text()
     assert "resumed from" in log and "at epoch 2" in log and "epoch 1/2" not in log  # nothing retrained
+    stopped = nasframe("search", *TINY, "trainer.stop_after_epoch=1", f"hydra.run.dir={tmp_path / 'part'}", cwd=tmp_path)
+    assert stopped.returncode == 0 and "stopped early" in stopped.stdout, stopped.stderr[-2000:]
+    assert (tmp_path / "part/checkpoint.pt").is_file() and not (tmp_path / "part/export").exists()
     longer = nasframe("search", *TINY, "trainer.epochs=3", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r3'}", cwd=tmp_path)
     assert longer.returncode != 0 and "trained for 2 epochs" in longer.stderr and "Traceback" not in longer.stderr
     assert json.loads((tmp_path / "resumed/export/arch.json").read_text())["native"] == arch

@@ -15,7 +15,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,7 @@ class TrainerConfig:
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     log_every: int = 10  # steps between TensorBoard scalars
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
+    stop_after_epoch: Optional[int] = None  # stop (with a checkpoint) after this epoch; resume later
     progress: bool = True  # show a progress bar
 
     def check(self) -> None:
@@ -51,6 +52,8 @@ class TrainerConfig:
             raise ConfigError(
                 "trainer: need epochs >= 0, batch_size >= 1, lr > 0, log_every >= 1, checkpoint_every >= 0"
             )
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise ConfigError("trainer.stop_after_epoch must be >= 1 (or null)")
 
 
 class SupernetTrainer:
