@@ -2,7 +2,8 @@
 
 For each method and seed: ``nasframe search +experiment=<preset> sampler=...`` (same epochs and batch size for
 all, so the same number of training steps), then ``nasframe rank`` on the same arch sample (``--sample-seed``)
-against the NAS-Bench-201 table. Writes ``results/sampler_comparison_<preset>.{md,json,png}``.
+against the NAS-Bench-201 table. Writes ``results/sampler_comparison_<preset>.{md,json,png}``. Each finished run
+leaves ``row.json`` in its run directory and is not run again, so a long comparison can span several sessions.
 
     python scripts/compare_samplers.py                                  # reduced CPU budget, seeds 0 1
     python scripts/compare_samplers.py --experiment nb201_cifar10_gpu --num-archs 0 --seeds 0 1 2
@@ -55,6 +56,12 @@ def main() -> None:
             run_dir = args.runs / args.experiment / f"{method}-seed{seed}"
             with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
                 cfg = compose("search", overrides=[f"+experiment={args.experiment}", *METHODS[method], f"seed={seed}"])
+            done = run_dir / "row.json"
+            if done.is_file():  # finished by an earlier invocation: the comparison resumes across sessions
+                rows.append(json.loads(done.read_text()))
+                continue
+            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose("search", overrides=[f"+experiment={args.experiment}", *METHODS[method], f"seed={seed}"])
             start = time.perf_counter()
             outcome = run_search(cfg, run_dir)
             search_seconds = time.perf_counter() - start
@@ -69,6 +76,7 @@ def main() -> None:
                    "found_arch": outcome.native, "found_true": benchmark.metric(outcome.native, "cifar10_test"),
                    "search_seconds": search_seconds, "scoring_seconds": report.seconds}
             rows.append(row)
+            done.write_text(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
     write(args, rows, cfg)
 
