@@ -17,7 +17,6 @@ Examples::
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nasframe.config import register_configs
-from nasframe.errors import ConfigError, NasframeError
+from nasframe.errors import NasframeError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 log = logging.getLogger("nasframe")
@@ -61,27 +60,10 @@ def _rank(cfg: DictConfig) -> None:
 
 
 def _tabular(cfg: DictConfig) -> None:
-    from nasframe.benchmarks.base import build_benchmark
-    from nasframe.benchmarks.tabular_search import plot_curves, render_markdown, tabular_search
-    from nasframe.search import build_space
-    from nasframe.selection.base import build_selector
-    from nasframe.core.space import DataSpec
+    from nasframe.benchmarks.tabular_search import run_tabular
 
-    if cfg.max_queries < 1 or cfg.seeds < 1:
-        raise ConfigError("tabular: max_queries and seeds must be >= 1")
-    space = build_space(cfg.space, DataSpec())
-    benchmark = build_benchmark(cfg.benchmark)
-    selectors = {label: build_selector(node) for label, node in cfg.selectors.items()}
-    result = tabular_search(
-        space, benchmark, selectors, search_metric=cfg.search_metric, report_metric=cfg.report_metric,
-        max_queries=cfg.max_queries, seeds=cfg.seeds,
-    )
     out = Path(cfg.out) if cfg.out else Path(HydraConfig.get().runtime.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tabular.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "tabular.md").write_text(render_markdown(result))
-    plot_curves(result, str(out / "tabular.png"))
-    print(render_markdown(result))
+    print(run_tabular(cfg, out))
     print(f"written to {out}/tabular.json, tabular.md and tabular.png")
 
 

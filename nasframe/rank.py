@@ -22,6 +22,7 @@ from nasframe.errors import ConfigError, DataError
 from nasframe.evaluation.ranking import RankingReport, plot_ranking, rank_archs, sample_archs
 from nasframe.search import make_evaluator, setup_search
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from nasframe.training.trainer import restore_supernet
 
 log = logging.getLogger("nasframe.rank")
 
@@ -48,12 +49,8 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     if benchmark.space_name != setup.space.name:
         raise ConfigError(f"benchmark {benchmark.name} holds {benchmark.space_name} archs, the run searched {setup.space.name}")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=setup.device)
-    if state["space"] != json.dumps(setup.space.describe(), sort_keys=True):
-        raise ConfigError(f"the checkpoint in {run_dir} was written for another space: {state['space']}")
-    supernet = setup.space.build_supernet().to(setup.device)
-    setup.sampler.load_state_dict(state["sampler"])
-    supernet = (setup.sampler.rebuild(supernet) or supernet).to(setup.device)  # few-shot sub-supernets
-    supernet.load_state_dict(state["model"])
+    supernet = restore_supernet(setup.space.build_supernet().to(setup.device), setup.sampler, state,
+                                json.dumps(setup.space.describe(), sort_keys=True), source=str(run_dir))
     evaluator = make_evaluator(setup, supernet, ranking.held_out)
     archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed)
     protocol = {

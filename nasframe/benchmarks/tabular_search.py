@@ -12,13 +12,16 @@ an oracle comparison of search strategies. With the API source, search on ``cifa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nasframe.benchmarks.base import TabularBenchmark
 from nasframe.core.space import SearchSpace
+from nasframe.errors import ConfigError
 from nasframe.selection.base import Evaluation, Selector
 
 
@@ -124,3 +127,28 @@ def plot_curves(result: dict[str, Any], path: str) -> str:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def run_tabular(cfg: Any, out: Path) -> str:
+    """``nasframe tabular``: build the space, benchmark and selectors of ``cfg`` (a TabularConfig), run the
+    comparison, write ``tabular.json``, ``tabular.md`` and ``tabular.png`` into ``out``; returns the markdown."""
+    from nasframe.benchmarks.base import build_benchmark
+    from nasframe.core.registry import SPACES
+    from nasframe.core.space import DataSpec
+    from nasframe.selection.base import build_selector
+
+    if cfg.max_queries < 1 or cfg.seeds < 1:
+        raise ConfigError("tabular: max_queries and seeds must be >= 1")
+    space = SPACES.build(cfg.space, "space", data=DataSpec())
+    benchmark = build_benchmark(cfg.benchmark)
+    selectors = {label: build_selector(node) for label, node in cfg.selectors.items()}
+    result = tabular_search(
+        space, benchmark, selectors, search_metric=cfg.search_metric, report_metric=cfg.report_metric,
+        max_queries=cfg.max_queries, seeds=cfg.seeds,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tabular.json").write_text(json.dumps(result, indent=1) + "\n")
+    markdown = render_markdown(result)
+    (out / "tabular.md").write_text(markdown)
+    plot_curves(result, str(out / "tabular.png"))
+    return markdown

@@ -133,14 +133,20 @@ class PADASampler(PathSampler):
             self._pending.append((arch, stats["path_grad_norms"]))  # read at epoch end: no per-step host sync
 
     def _flush(self) -> None:
+        """Add the pending per-step norms to the epoch's sums, with one device-to-host transfer in all."""
+        slots, values = [], []
         for arch, norms in self._pending:
             for c in self.choices:
                 norm = norms.get(c.name)
                 if norm is not None:
-                    o = c.index(arch[c.name])
-                    self._sum[c.name][o] += float(norm)
-                    self._count[c.name][o] += 1
+                    slots.append((c.name, c.index(arch[c.name])))
+                    values.append(norm)
         self._pending.clear()
+        if not values:
+            return
+        for (name, o), value in zip(slots, torch.stack(values).tolist()):
+            self._sum[name][o] += value
+            self._count[name][o] += 1
 
     def importance(self) -> dict[str, np.ndarray]:
         """Mean recorded gradient norm of each option of each choice in the current epoch (0 if never recorded)."""

@@ -272,10 +272,7 @@ class SupernetTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        if state.get("space") != self.space_description:
-            raise CheckpointError(
-                f"{source} was written for space {state.get('space')}, but this run uses {self.space_description}"
-            )
+        check_space(state, self.space_description, source)  # the most basic mismatch is reported first
         schedule = {"epochs": self.config.epochs, "steps_per_epoch": len(self.loader)}
         if state.get("schedule", schedule) != schedule:
             raise CheckpointError(
@@ -283,15 +280,8 @@ class SupernetTrainer:
                 f"steps, this run has {schedule['epochs']} of {schedule['steps_per_epoch']}: resume with the same "
                 "trainer.epochs, trainer.batch_size and data (the cosine schedule depends on them)"
             )
-        self.sampler.load_state_dict(state["sampler"])
-        rebuilt = self.sampler.rebuild(self.supernet)  # e.g. the sub-supernets of a few-shot split
-        if rebuilt is not None:
-            self.supernet = rebuilt.to(self.device)
+        self.supernet = restore_supernet(self.supernet, self.sampler, state, self.space_description, source)
         self._make_optimizer(from_epoch=int(state.get("schedule_start", 0)))
-        try:
-            self.supernet.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{source} does not fit this supernet: {str(exc).splitlines()[0]}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.data_order.load_state_dict(state.get("data_order", {}))
@@ -317,6 +307,28 @@ class SupernetTrainer:
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state, source=str(path))
         log.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.global_step)
+
+
+def check_space(state: dict[str, Any], space_description: str, source: str = "checkpoint") -> None:
+    if state.get("space") != space_description:
+        raise CheckpointError(f"{source} was written for space {state.get('space')}, but this run uses {space_description}")
+
+
+def restore_supernet(supernet: nn.Module, sampler: PathSampler, state: dict[str, Any], space_description: str,
+                     source: str = "checkpoint") -> nn.Module:
+    """The supernet of a checkpoint: check that it was written for this space, load the sampler's state, rebuild
+    the structure the sampler gave the supernet (few-shot sub-supernets), then load the weights. Returns the
+    supernet to use (``supernet`` itself, or the rebuilt structure on the same device)."""
+    check_space(state, space_description, source)
+    sampler.load_state_dict(state["sampler"])
+    rebuilt = sampler.rebuild(supernet)
+    if rebuilt is not None:
+        supernet = rebuilt.to(next(supernet.parameters()).device)
+    try:
+        supernet.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source} does not fit this supernet: {str(exc).splitlines()[0]}") from None
+    return supernet
 
 
 def logit_gradient_norms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
