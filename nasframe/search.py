@@ -29,6 +29,7 @@ from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, ac
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
 from nasframe.sampling.base import PathSampler, build_sampler
+from nasframe.sampling.uniform import UniformSampler
 from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector
 from nasframe.selection.constraints import Constraint, ParamBudget
 from nasframe.training.checkpoint import resolve_checkpoint
@@ -110,9 +111,16 @@ def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_
         setup.data.train.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed,
         transform=setup.data.train_transform, data_order=setup.sampler.data_order(len(setup.data.train)),
     )
+    arch_loader = None
+    if getattr(setup.sampler, "wants_arch_batches", False):  # DARTS: architecture steps on the valid split
+        setup.sampler.to(setup.device)
+        arch_loader = InMemoryLoader(
+            setup.data.valid.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed + 1,
+            transform=setup.data.train_transform,
+        )
     trainer = SupernetTrainer(
         supernet, setup.sampler, loader, setup.trainer, run_dir=run_dir, writer=writer,
-        space_description=setup.space.describe(),
+        space_description=setup.space.describe(), arch_loader=arch_loader,
     )
     if setup.resume_from is not None:
         trainer.resume(setup.resume_from)
@@ -128,6 +136,28 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet, held_out: str = "vali
         raise ConfigError(f"held-out split must be valid or test, got {held_out!r}")
     data = setup.data
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare)
+
+
+def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Any:
+    """``tune(steps, space)`` for selectors that fine-tune between decisions: train ``steps`` more steps at a
+    tenth of the training learning rate (as DARTS-PT) -- with the trained sampler (a differentiable one keeps
+    training its undecided alpha), or with uniform paths from ``space`` when given -- then forget the
+    evaluator's cached scores (the weights changed)."""
+    calls = [0]
+
+    def tune(steps: int, space: SearchSpace | None = None) -> None:
+        calls[0] += 1
+        original = trainer.sampler
+        if space is not None:
+            trainer.sampler = UniformSampler(space, seed=seed * 1000 + calls[0])
+        try:
+            loss = trainer.finetune(steps, trainer.config.lr / 10, seed=seed * 1000 + calls[0])
+        finally:
+            trainer.sampler = original
+        evaluator.clear_cache()
+        log.info("fine-tuned %d steps (mean loss %.4f)", steps, loss)
+
+    return tune
 
 
 def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome | None:
@@ -164,7 +194,10 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
         result = SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
         log.info("arch given: %s", space.format(setup.fixed_arch))
     else:
-        result = setup.selector.select(space, evaluator, constraints=setup.constraints, supernet=supernet, seed=cfg.seed)
+        result = setup.selector.select(
+            space, evaluator, constraints=setup.constraints, supernet=supernet, seed=cfg.seed,
+            sampler=trainer.sampler, tune=make_tuner(trainer, evaluator, cfg.seed),
+        )
     select_seconds = time.perf_counter() - select_started
     for record, best in zip(result.history, result.best_so_far()):
         writer.add_scalar("select/score", record.score, record.query)

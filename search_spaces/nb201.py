@@ -180,6 +180,7 @@ class NB201Space(SearchSpace):
 
     name = "nb201"
     Config = NB201Config
+    zero_option = "none"
 
     def _make_choices(self) -> Sequence[Choice]:
         if self.config.channels < 1 or self.config.cells_per_stage < 1:

@@ -1,12 +1,14 @@
 """Choice modules, the Supernet mixin, and the path state dict that export is built on.
 
 A choice module holds the candidates of one decision and runs only the active one: single-path mode costs
-what the standalone subnet costs (no masks over inactive ops, no multiplications by zero).
+what the standalone subnet costs (no masks over inactive ops, no multiplications by zero). In differentiable
+mode (DARTS) an :class:`OpChoice` computes the weighted sum of its candidates instead (:class:`Mixture`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Union
 
 import torch
 from torch import nn
@@ -34,6 +36,23 @@ def path_op(module: nn.Module) -> nn.Module:
     else the module itself. Cells call it so that single-path forward costs no extra module call per edge
     (forward hooks on an OpChoice itself therefore do not fire)."""
     return module.__dict__.get("active_op") or module
+
+
+#: What a choice does in a :class:`Mixture`: one option (as in single-path mode) or a weight per option.
+MixtureEntry = Union[str, torch.Tensor]
+
+
+class Mixture(dict):
+    """Differentiable-mode routing: choice name -> a 1-D tensor of weights over the choice's options (in the
+    supernet's candidate order), or an option name for a choice that is decided (a one-hot weight, run as
+    the single op). A weighted choice computes ``sum_o w_o * op_o(x)`` over its options whose weight is not
+    masked out, skipping ``none`` ops, whose term is zero ("DARTS: Differentiable Architecture Search")."""
+
+    def describe(self) -> str:
+        return "mixture(" + ", ".join(
+            f"{k}={v if isinstance(v, str) else [round(float(w), 3) for w in v.detach().flatten()]}"
+            for k, v in self.items()
+        ) + ")"
 
 
 class ChoiceModule(nn.Module):
@@ -71,19 +90,50 @@ class OpChoice(ChoiceModule):
             raise InvalidArchError(f"choice '{self.choice_name}' has no option '{option}'")
         self.active = option
         self.__dict__["active_op"] = op  # a plain reference, not a second registration of the submodule
+        self.__dict__["mixture"] = None
+
+    def set_weights(self, weights: torch.Tensor, include: torch.Tensor | None = None) -> None:
+        """Differentiable mode: the output is ``sum_o weights[o] * candidate_o(x)`` over the candidates (in
+        order) whose weight is included (``include``, a bool mask; default all), ``none`` candidates skipped."""
+        if weights.shape != (len(self.candidates),):
+            raise InvalidArchError(
+                f"choice '{self.choice_name}': mixture weights need shape ({len(self.candidates)},), got {tuple(weights.shape)}"
+            )
+        keep = [True] * len(self.candidates) if include is None else [bool(v) for v in include]
+        terms = [
+            (k, op) for k, (op, use) in enumerate(zip(self.candidates.values(), keep)) if use and not is_zero_op(op)
+        ]
+        self.active = ""
+        self.__dict__["active_op"] = None
+        self.__dict__["mixture"] = (weights, terms)
 
     def active_module(self) -> nn.Module:
-        return self.__dict__["active_op"]
+        op = self.__dict__["active_op"]
+        if op is None:
+            raise InvalidArchError(f"choice '{self.choice_name}' is in differentiable mode: no single active op")
+        return op
 
     @property
     def is_zero(self) -> bool:
-        return is_zero_op(self.__dict__["active_op"])
+        op = self.__dict__["active_op"]
+        return op is not None and is_zero_op(op)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.__dict__["active_op"](x)
+        op = self.__dict__["active_op"]
+        if op is not None:
+            return op(x)
+        weights, terms = self.__dict__["mixture"]
+        if not terms:  # every included candidate is zero: the zero op gives the output shape
+            zero = next(c for c in self.candidates.values() if is_zero_op(c))
+            return zero(x)
+        total = None
+        for k, candidate in terms:
+            out = weights[k] * candidate(x)
+            total = out if total is None else total + out
+        return total
 
     def extra_repr(self) -> str:
-        return f"choice={self.choice_name!r}, active={self.active!r}"
+        return f"choice={self.choice_name!r}, active={self.active or 'mixture'!r}"
 
 
 class Supernet(nn.Module):
@@ -123,6 +173,31 @@ class Supernet(nn.Module):
         if not isinstance(arch, Arch) or len(arch) != len(index):
             arch = Arch({name: arch[name] for name in index})
         self.__dict__["_nasframe_active_arch"] = arch
+
+    def set_mixture(self, mixture: Mapping[str, MixtureEntry], include: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Differentiable mode: each choice runs the weighted sum of its options (or one option where the
+        mixture names it); ``include`` optionally masks options out of a choice's sum (perturbation)."""
+        index = self._choice_index()
+        self.__dict__.pop("_nasframe_active_arch", None)
+        include = include or {}
+        for name, modules in index.items():
+            entry = mixture.get(name)
+            if entry is None:
+                raise InvalidArchError(f"mixture has no entry for choice '{name}'")
+            for module in modules:
+                if isinstance(entry, str):
+                    module.set_option(entry)
+                elif isinstance(module, OpChoice):
+                    module.set_weights(entry, include.get(name))
+                else:
+                    raise InvalidArchError(f"choice '{name}' ({type(module).__name__}) has no differentiable mode")
+
+    def set_path(self, path: Mapping[str, MixtureEntry]) -> None:
+        """Route a sampler's proposal: a :class:`Mixture` (differentiable mode) or an arch (single path)."""
+        if isinstance(path, Mixture):
+            self.set_mixture(path)
+        else:
+            self.set_arch(path)
 
     @property
     def active_arch(self) -> Arch | None:

@@ -91,8 +91,12 @@ class Registry(Generic[T]):
 SPACES: Registry[Any] = Registry("search space", "nasframe.spaces")
 DATASETS: Registry[Any] = Registry("dataset", "nasframe.datasets", ("nasframe.data.digits", "nasframe.data.cifar10"))
 SAMPLERS: Registry[Any] = Registry(
-    "path sampler", "nasframe.samplers", ("nasframe.sampling.uniform", "nasframe.sampling.pada", "nasframe.sampling.fewshot")
+    "path sampler", "nasframe.samplers",
+    ("nasframe.sampling.uniform", "nasframe.sampling.pada", "nasframe.sampling.fewshot", "nasframe.sampling.darts"),
 )
 SELECTORS: Registry[Any] = Registry(
-    "selector", "nasframe.selectors", ("nasframe.selection.evolutionary", "nasframe.selection.random_search")
+    "selector", "nasframe.selectors", (
+        "nasframe.selection.evolutionary", "nasframe.selection.random_search", "nasframe.selection.magnitude",
+        "nasframe.selection.perturbation",
+    ),
 )

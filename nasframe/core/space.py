@@ -34,6 +34,16 @@ class DataSpec:
         return (self.in_channels, *self.input_size)
 
 
+@dataclass(frozen=True)
+class EdgeGroup:
+    """A topology rule: of the ``choices`` (the incoming edges of one node), exactly ``keep`` are not the
+    space's ``zero_option`` (DARTS: each intermediate node keeps 2 edges)."""
+
+    name: str
+    choices: tuple[str, ...]
+    keep: int
+
+
 class SearchSpace(Configurable, ABC):
     """A search space: ordered :class:`Choice` s and the rules over them.
 
@@ -43,6 +53,8 @@ class SearchSpace(Configurable, ABC):
     """
 
     name: ClassVar[str] = "space"
+    #: the option that removes an edge (``none``), if the space has one
+    zero_option: ClassVar[str | None] = None
 
     def __init__(self, data: DataSpec | None = None, **settings: Any) -> None:
         self._init_config(settings, where=self.name)
@@ -69,6 +81,15 @@ class SearchSpace(Configurable, ABC):
     def size(self) -> int:
         """Number of archs (before removing isomorphic duplicates)."""
         return math.prod(len(c) for c in self._choices)
+
+    def edge_groups(self) -> list[EdgeGroup]:
+        """Topology rules over the choices (none by default: every choice is free)."""
+        return []
+
+    @property
+    def independent_choices(self) -> bool:
+        """True when any combination of options is an arch (no topology rule ties choices together)."""
+        return not self.edge_groups()
 
     @property
     def is_restricted(self) -> bool:

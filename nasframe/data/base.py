@@ -160,6 +160,39 @@ class InMemoryLoader:
         self.generator.set_state(state["generator"])
 
 
+class CyclingBatches:
+    """An endless stream of batches from an :class:`InMemoryLoader`, pass after pass, with a resumable state
+    (the loader's state at the start of the current pass and the position in it). DARTS draws its
+    architecture-step batches from the valid split this way, one per training step."""
+
+    def __init__(self, loader: InMemoryLoader) -> None:
+        self.loader = loader
+        self._pass_start = loader.state_dict()
+        self._position = 0
+        self._iterator: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._iterator is None:
+            self.loader.load_state_dict(self._pass_start)
+            self._iterator = self.loader.epoch(skip=self._position)
+        batch = next(self._iterator, None)
+        if batch is None:  # start the next pass
+            self._pass_start = self.loader.state_dict()
+            self._position = 0
+            self._iterator = self.loader.epoch()
+            batch = next(self._iterator)
+        self._position += 1
+        return batch[0], batch[1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pass_start": self._pass_start, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pass_start = state["pass_start"]
+        self._position = int(state["position"])
+        self._iterator = None
+
+
 def build_dataset(node: Any) -> DatasetSplits:
     """Load the data set named by ``node.name`` with the rest of ``node`` as its settings."""
     return DATASETS.build(node, "dataset").load()

@@ -8,7 +8,8 @@ resets the running statistics and re-estimates them for the active path from tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -44,3 +45,21 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
             layer.momentum = momentum
             layer.eval()
     return count
+
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Within the block, every BatchNorm normalises with the statistics of the batch it sees (as in training
+    mode) and leaves its running statistics untouched; the rest of the model keeps its mode. DARTS-PT
+    ("Rethinking Architecture Selection in Differentiable NAS") scores a perturbed supernet this way."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(layer.training, layer.track_running_stats) for layer in layers]
+    for layer in layers:
+        layer.train()
+        layer.track_running_stats = False  # forward then passes no running buffers: nothing is updated
+    try:
+        yield
+    finally:
+        for layer, (training, track) in zip(layers, saved):
+            layer.train(training)
+            layer.track_running_stats = track

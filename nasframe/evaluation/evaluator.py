@@ -9,6 +9,7 @@ supernet weights).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Optional
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,8 @@ from nasframe.core.arch import Arch
 from nasframe.core.modules import Supernet
 from nasframe.data.base import TensorSplit, Transform
 from nasframe.errors import ConfigError
-from nasframe.evaluation.bn import recalibrate_batchnorm
+from nasframe.core.modules import Mixture
+from nasframe.evaluation.bn import batch_statistics, recalibrate_batchnorm
 
 
 @dataclass
@@ -91,3 +93,25 @@ class SupernetEvaluator:
             score = accuracy(self.supernet, self.held_out, self.config.batch_size)
             self.cache[arch] = score
         return score
+
+    def clear_cache(self) -> None:
+        """Forget cached scores (after the supernet's weights changed, e.g. fine-tuning between decisions)."""
+        self.cache.clear()
+
+    @torch.no_grad()
+    def mixture_accuracy(
+        self, mixture: Mixture, include: Optional[Mapping[str, torch.Tensor]] = None, limit: Optional[int] = None
+    ) -> float:
+        """Held-out accuracy (%) of the supernet in differentiable mode with ``mixture`` (options masked out
+        by ``include``), on the first ``limit`` held-out examples. BatchNorm uses batch statistics, as
+        DARTS-PT scores perturbed supernets (no recalibration, running statistics untouched)."""
+        self.supernet.set_mixture(mixture, include)
+        self.supernet.eval()
+        n = len(self.held_out) if limit is None else min(limit, len(self.held_out))
+        correct = torch.zeros((), dtype=torch.long, device=self.held_out.y.device)
+        with batch_statistics(self.supernet):
+            for start in range(0, n, self.config.batch_size):
+                stop = min(start + self.config.batch_size, n)
+                logits = self.supernet(self.held_out.x[start:stop])
+                correct += (logits.argmax(dim=1) == self.held_out.y[start:stop]).sum()
+        return 100.0 * correct.item() / max(n, 1)

@@ -116,6 +116,11 @@ class PADASampler(PathSampler):
         cfg = self.config
         if not 0.0 <= cfg.tau_max <= 1.0:
             raise ConfigError("sampler.tau_max must be in [0, 1]")
+        if cfg.path and not space.independent_choices:
+            raise ConfigError(
+                f"sampler (pada): path importance sampling draws each choice independently, but space "
+                f"'{space.name}' ties choices together (e.g. 2 edges per node); use sampler.path=false there"
+            )
         self.choices = space.choices
         if cfg.share_across_choices and len({c.options for c in self.choices}) > 1:
             raise ConfigError("sampler.share_across_choices needs every choice to have the same options")
@@ -126,6 +131,8 @@ class PADASampler(PathSampler):
         self._count = {c.name: [0] * len(c) for c in self.choices}
 
     def sample(self) -> Arch:
+        if not self.space.independent_choices:  # only with path=false (checked above): uniform valid archs
+            return self.space.sample(self.rng)
         return Arch({c.name: c.options[int(self.rng.choice(len(c), p=self.prob[c.name]))] for c in self.choices})
 
     def observe(self, arch: Arch, stats: dict[str, Any]) -> None:

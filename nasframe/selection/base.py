@@ -11,7 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from torch import nn
@@ -24,6 +24,9 @@ from nasframe.errors import NasframeError
 from nasframe.selection.constraints import Constraint, satisfies
 
 Evaluate = Callable[[Arch], float]
+#: ``tune(steps, space)``: train the supernet ``steps`` more steps, sampling paths from ``space`` (or the
+#: sampler's own space when ``None``)
+Tune = Callable[[int, Optional[SearchSpace]], None]
 
 
 @dataclass
@@ -41,6 +44,7 @@ class SelectionResult:
     arch: Arch
     score: float
     history: list[Evaluation] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # selector-specific record (weights, decisions)
 
     def best_so_far(self) -> list[float]:
         """Best score after each query (for search curves)."""
@@ -59,6 +63,7 @@ class SelectionResult:
                 {"query": r.query, "round": r.round, "score": r.score, "arch": space.format(r.arch)}
                 for r in self.history
             ],
+            **({"details": self.details} if self.details else {}),
         }
 
     def to_json(self, space: SearchSpace) -> str:
@@ -111,8 +116,14 @@ class Selector(Configurable, ABC):
         supernet: nn.Module | None = None,
         seed: int = 0,
         max_queries: int | None = None,
+        sampler: Any = None,
+        tune: Tune | None = None,
     ) -> SelectionResult:
-        """Choose an arch of ``space``, evaluating at most ``max_queries`` distinct archs (if given)."""
+        """Choose an arch of ``space``, evaluating at most ``max_queries`` distinct archs (if given).
+
+        ``sampler`` is the sampler that trained the supernet (magnitude selection reads its architecture
+        parameters); ``tune(steps, space)`` fine-tunes the supernet between decisions (perturbation selection).
+        Query-based selectors use neither."""
         log = QueryLog(evaluate, max_queries)
         try:
             self._search(space, log, constraints, np.random.default_rng(seed), supernet)

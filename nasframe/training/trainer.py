@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe.core.modules import Supernet
-from nasframe.data.base import InMemoryLoader
+from nasframe.data.base import CyclingBatches, InMemoryLoader
 from nasframe.errors import CheckpointError, ConfigError, NonFiniteLossError
 from nasframe.sampling.base import PathSampler
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
@@ -69,8 +69,12 @@ class SupernetTrainer:
         run_dir: str | Path | None = None,
         writer: Any = None,
         space_description: dict[str, Any] | None = None,
+        arch_loader: InMemoryLoader | None = None,
     ) -> None:
+        """``arch_loader`` gives the batches of samplers with architecture steps (DARTS: the valid split)."""
         config.check()
+        if getattr(sampler, "wants_arch_batches", False) and arch_loader is None:
+            raise ConfigError(f"sampler '{sampler.name}' trains architecture parameters: the trainer needs an arch_loader")
         self.supernet = supernet
         self.sampler = sampler
         self.loader = loader
@@ -85,6 +89,7 @@ class SupernetTrainer:
         self.global_step = 0
         self.history: list[dict[str, float]] = []
         self._epoch_start_loader_state = loader.state_dict()
+        self.arch_batches = CyclingBatches(arch_loader) if arch_loader is not None else None
 
     def _make_optimizer(self, from_epoch: int) -> None:
         """SGD over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
@@ -135,15 +140,17 @@ class SupernetTrainer:
         norm of each choice's active option), the data sampler the per-example norm of the loss gradient with
         respect to the logits, ``||softmax(z) - onehot(y)||``, for the batch's ``indices``.
         """
+        if self.arch_batches is not None:  # differentiable NAS: the architecture step first (DARTS)
+            self.sampler.arch_step(self.supernet, *next(self.arch_batches))
         arch = self.sampler.sample()
-        self.supernet.set_arch(arch)
+        self.supernet.set_path(arch)
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.supernet(x)
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, "
-                f"arch {dict(arch)}; the last good checkpoint is kept"
+                f"path {arch.describe() if hasattr(arch, 'describe') else dict(arch)}; the last good checkpoint is kept"
                 + (f" in {self.run_dir}" if self.run_dir else "")
                 + " (lower trainer.lr or raise trainer.grad_clip)"
             )
@@ -161,6 +168,30 @@ class SupernetTrainer:
         if indices is not None and data_order.wants_logit_grad_norms:
             data_order.observe(indices, {"logit_grad_norm": logit_gradient_norms(logits, y)})
         return stats["loss"], (logits.argmax(dim=1) == y).sum()
+
+    def finetune(self, steps: int, lr: float, seed: int = 0) -> float:
+        """``steps`` more training steps at a constant ``lr`` with a fresh SGD optimiser, on training batches
+        drawn with ``seed`` (perturbation selection fine-tunes between decisions). Checkpoints, the schedule
+        and the data sampler are left alone; returns the mean loss."""
+        saved = self.optimizer, self.scheduler
+        cfg = self.config
+        self.optimizer = torch.optim.SGD(
+            self.supernet.parameters(), lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
+        batches = CyclingBatches(InMemoryLoader(self.loader.split, self.loader.batch_size, seed=seed,
+                                                transform=self.loader.transform))
+        self.supernet.train()
+        total = torch.zeros((), device=self.device)
+        try:
+            for _ in range(steps):
+                x, y = next(batches)
+                loss, _ = self.train_step(x.to(self.device), y.to(self.device))
+                total += loss
+        finally:
+            self.optimizer, self.scheduler = saved
+        return total.item() / max(steps, 1)
 
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self, until_epoch: int | None = None) -> list[dict[str, float]]:
@@ -262,6 +293,7 @@ class SupernetTrainer:
             "sampler": self.sampler.state_dict(),
             "loader": self._epoch_start_loader_state,
             "data_order": self.loader.data_order.state_dict(),
+            "arch_batches": self.arch_batches.state_dict() if self.arch_batches is not None else None,
             "schedule_start": self._schedule_start,
             "schedule": {"epochs": self.config.epochs, "steps_per_epoch": len(self.loader)},
             "epoch": self.epoch,
@@ -285,6 +317,10 @@ class SupernetTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.data_order.load_state_dict(state.get("data_order", {}))
+        if self.arch_batches is not None:
+            if state.get("arch_batches") is None:
+                raise CheckpointError(f"{source} has no architecture-step data state (trained with another sampler?)")
+            self.arch_batches.load_state_dict(state["arch_batches"])
         self._epoch_start_loader_state = state["loader"]
         self.loader.load_state_dict(state["loader"])
         self.epoch = int(state["epoch"])
