@@ -30,7 +30,7 @@ from nasframe.export.extract import extract
 from nasframe.export.save import save_export
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
-from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector
+from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector, check_sampler
 from nasframe.selection.constraints import Constraint, ParamBudget
 from nasframe.training.checkpoint import resolve_checkpoint
 from nasframe.training.trainer import SupernetTrainer, TrainerConfig
@@ -97,6 +97,7 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     space = build_space(cfg.space, data.spec)
     sampler = build_sampler(cfg.sampler, space, seed=cfg.seed)
     selector = build_selector(cfg.selector)
+    check_sampler(selector, sampler)
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
     resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
     constraints: list[Constraint] = [ParamBudget(space, cfg.constraints.max_params)] if cfg.constraints.max_params else []

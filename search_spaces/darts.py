@@ -392,7 +392,8 @@ class DARTSConfig:
 _GENOTYPE_RE = re.compile(
     r"^\s*Genotype\s*\((?P<body>.*)\)\s*$", re.DOTALL
 )
-_FIELD_RE = re.compile(r"(normal|normal_concat|reduce|reduce_concat)\s*=\s*")
+_FIELD_RE = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*")
+_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
 class DARTSSpace(SearchSpace):
@@ -610,6 +611,8 @@ def _split_fields(body: str, where: str) -> dict[str, str]:
     for k, m in enumerate(starts):
         end = starts[k + 1].start() if k + 1 < len(starts) else len(body)
         value = body[m.end() : end].strip().rstrip(",").strip()
+        if m.group(1) not in _FIELDS:
+            raise InvalidArchError(f"{where}: unknown field '{m.group(1)}'; fields: {', '.join(_FIELDS)}")
         if m.group(1) in fields:
             raise InvalidArchError(f"{where}: field '{m.group(1)}' given twice")
         fields[m.group(1)] = value

@@ -114,6 +114,47 @@ def test_adaptive_samplers_run_from_the_cli_and_rank(tmp_path, sampler):
     assert ranked.returncode == 0, ranked.stderr[-3000:]
 
 
+DARTS_TINY = ["space=darts", "space.channels=4", "space.layers=3", "sampler=darts", "trainer.epochs=1",
+              "trainer.batch_size=128", "evaluator.bn_recalibration_batches=1"]
+
+
+def test_darts_search_from_the_cli_logs_alpha_and_exports_the_genotype(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = nasframe("search", *DARTS_TINY, "selector=magnitude", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((run_dir / "export/arch.json").read_text())
+    assert record["native"].startswith("Genotype(normal=[")
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert set(selection["details"]["softmax_alpha"]) >= {"normal_2_0", "reduce_5_4"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert "sampler/alpha/normal_2_0" in events.Tags()["histograms"]
+    assert "sampler/weight/normal_2_0/sep_conv_3x3" in events.Tags()["scalars"]
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert set(state["sampler"]["alpha"]) == set(selection["details"]["softmax_alpha"])
+    program = torch.export.load(str(run_dir / "export/subnet.pt2")).module()
+    assert program(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+    bad = nasframe("search", *DARTS_TINY, "arch=\"Genotype(normal=[('sep_conv_3x3', 0)])\"",
+                   f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert bad.returncode != 0 and "invalid DARTS genotype" in bad.stderr and "Traceback" not in bad.stderr
+    pada = nasframe("search", *DARTS_TINY, "sampler=pada", f"hydra.run.dir={tmp_path / 'pada'}", cwd=tmp_path)
+    assert pada.returncode != 0 and "ties choices together" in pada.stderr
+
+
+def test_perturbation_selection_from_the_cli(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = nasframe("search", *TINY[:4], "sampler=darts", "space.bn_affine=false", "trainer.epochs=1",
+                    "evaluator.bn_recalibration_batches=1", "selector=perturbation", "selector.tune_steps=2", "selector.eval_examples=100",
+                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["details"]["mode"] == "differentiable" and len(selection["details"]["decisions"]) == 6
+    assert proc.stderr.count("fine-tuned 2 steps") == 6 or (run_dir / "search.log").read_text().count("fine-tuned 2 steps") == 6
+
+
 def test_tabular_search_command(tmp_path):
     table = synthetic_nb201_table(tmp_path / "table.csv")
     proc = nasframe("tabular", f"benchmark.path={table}", "max_queries=30", "seeds=2", f"out={tmp_path / 'out'}",
@@ -141,7 +182,8 @@ def test_tabular_search_command(tmp_path):
         ("arch='|nor_conv_3x3~0|'", "expected 3 node groups"),
         ("resume=/nonexistent/run", "no checkpoint at /nonexistent/run"),
         ("device=cuda:0" if not torch.cuda.is_available() else "device=tpu", "device"),
-        ("space.name=nb999", "unknown search space 'nb999'; known: nb201"),
+        ("space.name=nb999", "unknown search space 'nb999'; known: darts, nb201"),
+        ("selector=magnitude", "selector=magnitude reads architecture parameters"),
     ],
 )
 def test_bad_input_fails_fast_with_a_message_that_names_it(tmp_path, override, message):

@@ -20,7 +20,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.settings import Configurable
 from nasframe.core.space import SearchSpace
-from nasframe.errors import NasframeError
+from nasframe.errors import ConfigError, NasframeError
 from nasframe.selection.constraints import Constraint, satisfies
 
 Evaluate = Callable[[Arch], float]
@@ -103,6 +103,8 @@ class Selector(Configurable, ABC):
     """Base class of selectors: settings in ``Config``; subclasses implement :meth:`_search`."""
 
     name = "selector"
+    #: set by selectors that read a differentiable sampler's architecture weights (magnitude)
+    needs_architecture_weights = False
 
     def __init__(self, **settings: Any) -> None:
         self._init_config(settings, where="selector")
@@ -153,6 +155,15 @@ def sample_satisfying(
             return arch
     described = "; ".join(c.describe() for c in constraints)
     raise NasframeError(f"no arch meeting the constraints ({described}) in {max_tries} uniform samples")
+
+
+def check_sampler(selector: Selector, sampler: Any) -> None:
+    """Refuse a sampler the selector cannot work with (checked before training starts)."""
+    if selector.needs_architecture_weights and (sampler is None or not hasattr(sampler, "weights")):
+        raise ConfigError(
+            f"selector={selector.name} reads architecture parameters: train with a differentiable sampler "
+            f"(sampler=darts), not sampler={getattr(sampler, 'name', None)}"
+        )
 
 
 def build_selector(node: Mapping[str, Any] | Any) -> Selector:

@@ -20,7 +20,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.selection.base import Evaluation, SelectionResult, Selector
+from nasframe.selection.base import Evaluation, SelectionResult, Selector, check_sampler
 
 
 @dataclass
@@ -56,14 +56,11 @@ class MagnitudeSelector(Selector):
 
     name = "magnitude"
     Config = MagnitudeConfig
+    needs_architecture_weights = True
 
     def select(self, space: SearchSpace, evaluate: Any, *, constraints: Any = (), supernet: Any = None,
                seed: int = 0, max_queries: int | None = None, sampler: Any = None, tune: Any = None) -> SelectionResult:
-        if sampler is None or not hasattr(sampler, "weights"):
-            raise ConfigError(
-                "selector=magnitude reads architecture parameters: train with a differentiable sampler "
-                f"(sampler=darts), not sampler={getattr(sampler, 'name', None)}"
-            )
+        check_sampler(self, sampler)
         if constraints:
             raise ConfigError("selector=magnitude takes no constraints (it reads one arch off the weights)")
         weights = {name: w.detach().cpu() for name, w in sampler.weights().items()}
