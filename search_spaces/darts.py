@@ -35,7 +35,7 @@ from torch import nn
 
 from nasframe.core.arch import Arch
 from nasframe.core.choice import Choice
-from nasframe.core.modules import OpChoice, Supernet, is_zero_op, path_op
+from nasframe.core.modules import OpChoice, Supernet, node_sum
 from nasframe.core.space import EdgeGroup, SearchSpace
 from nasframe.errors import InvalidArchError
 
@@ -156,6 +156,17 @@ def make_op(name: str, channels: int, stride: int, affine: bool, pool_bn: bool =
     raise InvalidArchError(f"darts: unknown op {name!r}; ops: {', '.join(OPS)}")
 
 
+def preprocessing(c_prev_prev: int, c_prev: int, channels: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
+    """A cell's input adapters: the two previous cells' outputs brought to ``channels`` channels and, after a
+    reduction cell, the older one to the newer one's resolution."""
+    first = (
+        FactorizedReduce(c_prev_prev, channels, affine)
+        if reduction_prev
+        else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine)
+    )
+    return first, ReLUConvBN(c_prev, channels, 1, 1, 0, affine)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Search network: supernet and subnet
 # --------------------------------------------------------------------------------------------------------
@@ -174,12 +185,7 @@ class SearchCell(nn.Module):
     ) -> None:
         super().__init__()
         self.reduction = cell_type == "reduce"
-        self.preprocess0 = (
-            FactorizedReduce(c_prev_prev, channels, affine)
-            if reduction_prev
-            else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine)
-        )
-        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine)
+        self.preprocess0, self.preprocess1 = preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine)
         edges = {}
         for node in NODES:
             for j in range(node):
@@ -191,13 +197,7 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for incoming in self._incoming:
-            total = None
-            for j, name in incoming:
-                op = path_op(self.edges[name])
-                if is_zero_op(op):
-                    continue
-                out = op(states[j])
-                total = out if total is None else total + out
+            total = node_sum((self.edges[name], states[j]) for j, name in incoming)
             if total is None:  # no edge into this node (only outside valid archs)
                 step = 2 if self.reduction else 1
                 total = torch.zeros_like(states[1][:, :, ::step, ::step])
@@ -273,12 +273,7 @@ class EvalCell(nn.Module):
                  channels: int, reduction_prev: bool) -> None:
         super().__init__()
         self.reduction = cell_type == "reduce"
-        self.preprocess0 = (
-            FactorizedReduce(c_prev_prev, channels, True)
-            if reduction_prev
-            else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, True)
-        )
-        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, True)
+        self.preprocess0, self.preprocess1 = preprocessing(c_prev_prev, c_prev, channels, reduction_prev, True)
         self._edges = [(node, j, edge_name(cell_type, node, j)) for node, j, _ in edges]
         self.edges = nn.ModuleDict({
             edge_name(cell_type, node, j): make_op(op, channels, 2 if self.reduction and j < NUM_INPUTS else 1, True)
@@ -530,14 +525,11 @@ class DARTSSpace(SearchSpace):
             parts.append(f"{cell}_concat={list(CONCAT)}")
         return "Genotype(" + ", ".join(parts) + ")"
 
-    def parse(self, text: str) -> Arch:
+    has_native_string = True
+
+    def parse_native(self, text: str) -> Arch:
         """Read a DARTS ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), reduce=[...],
-        reduce_concat=[2, 3, 4, 5])`` (a JSON object of choices is accepted too). Nothing is evaluated as code."""
-        if not isinstance(text, str):
-            raise InvalidArchError(f"{self.name}: genotype must be a str, got {type(text).__name__}")
-        text = text.strip()
-        if text.startswith("{"):
-            return super().parse(text)
+        reduce_concat=[2, 3, 4, 5])``. Nothing is evaluated as code."""
         where = f"invalid DARTS genotype {text[:80]!r}{'...' if len(text) > 80 else ''}"
         match = _GENOTYPE_RE.match(text)
         if not match:

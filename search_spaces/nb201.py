@@ -25,7 +25,7 @@ from torch import nn
 
 from nasframe.core.arch import Arch
 from nasframe.core.choice import Choice
-from nasframe.core.modules import OpChoice, Supernet, Zero, is_zero_op, path_op
+from nasframe.core.modules import OpChoice, Supernet, Zero, node_sum
 from nasframe.core.space import SearchSpace
 from nasframe.errors import InvalidArchError
 
@@ -82,13 +82,7 @@ class NB201Cell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for incoming in self._incoming:
-            total = None
-            for j, name in incoming:
-                op = path_op(self.edges[name])
-                if is_zero_op(op):
-                    continue
-                out = op(nodes[j])
-                total = out if total is None else total + out
+            total = node_sum((self.edges[name], nodes[j]) for j, name in incoming)
             nodes.append(torch.zeros_like(x) if total is None else total)
         return nodes[-1]
 
@@ -195,13 +189,10 @@ class NB201Space(SearchSpace):
             groups.append("|" + "|".join(f"{arch[edge_name(i, j)]}~{j}" for j in range(i)) + "|")
         return "+".join(groups)
 
-    def parse(self, text: str) -> Arch:
-        """Read ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (a JSON object of choices is accepted too)."""
-        if not isinstance(text, str):
-            raise InvalidArchError(f"{self.name}: arch string must be a str, got {type(text).__name__}")
-        text = text.strip()
-        if text.startswith("{"):
-            return super().parse(text)
+    has_native_string = True
+
+    def parse_native(self, text: str) -> Arch:
+        """Read ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
         where = f"invalid NAS-Bench-201 arch string {text!r}"
         groups = text.split("+")
         if len(groups) != NUM_NODES - 1:

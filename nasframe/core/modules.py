@@ -7,7 +7,7 @@ mode (DARTS) an :class:`OpChoice` computes the weighted sum of its candidates in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Union
 
 import torch
@@ -53,6 +53,19 @@ class Mixture(dict):
             f"{k}={v if isinstance(v, str) else [round(float(w), 3) for w in v.detach().flatten()]}"
             for k, v in self.items()
         ) + ")"
+
+
+def node_sum(edges: "Iterable[tuple[nn.Module, torch.Tensor]]") -> torch.Tensor | None:
+    """The sum of ``path_op(edge)(input)`` over a node's incoming ``(edge, input)`` pairs, skipping edges whose
+    active op is zero (never multiplied by zero); ``None`` when every edge is zero. Cells build nodes with it."""
+    total = None
+    for edge, x in edges:
+        op = path_op(edge)
+        if is_zero_op(op):
+            continue
+        out = op(x)
+        total = out if total is None else total + out
+    return total
 
 
 class ChoiceModule(nn.Module):

@@ -184,7 +184,22 @@ class SearchSpace(Configurable, ABC):
 
     # -- strings ---------------------------------------------------------------------------------------
     def parse(self, text: str) -> Arch:
-        """An arch from its string form; the base class reads JSON objects ``{"choice": "option", ...}``."""
+        """An arch from its string form: a JSON object ``{"choice": "option", ...}``, or the space's native
+        string (:meth:`parse_native`)."""
+        if not isinstance(text, str):
+            raise InvalidArchError(f"{self.name}: an arch string must be a str, got {type(text).__name__}")
+        text = text.strip()
+        return self.parse_json(text) if text.startswith("{") or not self.has_native_string else self.parse_native(text)
+
+    #: True when the space overrides :meth:`parse_native` (and :meth:`format`)
+    has_native_string: ClassVar[bool] = False
+
+    def parse_native(self, text: str) -> Arch:
+        """An arch from the community's native string (spaces that have one override this)."""
+        return self.parse_json(text)
+
+    def parse_json(self, text: str) -> Arch:
+        """An arch from a JSON object ``{"choice": "option", ...}``."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
