@@ -152,3 +152,15 @@ def test_drop_path_zeroes_whole_examples_with_the_given_probability():
     dropped = (out == 0).float().mean().item()
     assert abs(dropped - 0.3) < 0.02
     assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.7))
+
+
+def test_evaluation_network_exports_to_a_plain_torch_program(tmp_path):
+    from nasframe.export.save import export_program
+
+    space = DARTSSpace(DataSpec(3, (32, 32), 10))
+    net = space.build_eval_network(space.parse(DARTS_V2), channels=8, layers=5, auxiliary=True).eval()
+    path = export_program(net, space.data.input_shape, tmp_path / "eval.pt2")
+    program = torch.export.load(str(path)).module()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(program(x), net(x), atol=1e-5)  # eval mode: logits only, no auxiliary output
