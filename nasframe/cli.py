@@ -35,9 +35,12 @@ log = logging.getLogger("nasframe")
 
 def _search(cfg: DictConfig) -> None:
     from nasframe.search import run_search
+    from nasframe.training.distributed import DistributedContext
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     outcome = run_search(cfg, run_dir)
+    if outcome is None and not DistributedContext.from_env().is_main:
+        return  # a data-parallel helper rank: rank 0 reports
     if outcome is None:
         print(f"\nstopped early; checkpoint in {run_dir}; continue with: nasframe search resume={run_dir} (same settings)")
         return

@@ -33,6 +33,7 @@ from nasframe.sampling.uniform import UniformSampler
 from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector, check_sampler
 from nasframe.selection.constraints import Constraint, ParamBudget
 from nasframe.training.checkpoint import resolve_checkpoint
+from nasframe.training.distributed import DistributedContext
 from nasframe.training.trainer import SupernetTrainer, TrainerConfig
 
 log = logging.getLogger("nasframe.search")
@@ -80,6 +81,7 @@ class SearchSetup:
     constraints: list[Constraint]
     fixed_arch: Arch | None
     resume_from: Path | None
+    distributed: DistributedContext
 
 
 def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
@@ -88,9 +90,11 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
         cfg = OmegaConf.structured(cfg)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    distributed = DistributedContext.from_env()
+    device = distributed.device_for(resolve_device(cfg.device))
     trainer_cfg = settings_from(TrainerConfig, cfg.trainer, "trainer")
     trainer_cfg.check()
+    distributed.check_batch(trainer_cfg.batch_size)
     evaluator_cfg = settings_from(EvaluatorConfig, cfg.evaluator, "evaluator")
     evaluator_cfg.check()
     data = build_dataset(cfg.dataset)
@@ -101,11 +105,13 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
     resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
     constraints: list[Constraint] = [ParamBudget(space, cfg.constraints.max_params)] if cfg.constraints.max_params else []
-    return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch, resume_from)
+    return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch,
+                       resume_from, distributed)
 
 
 def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_epoch: int | None = None) -> SupernetTrainer:
-    """Build the supernet (seeded), resume if asked, and train it; checkpoints go to ``run_dir``."""
+    """Build the supernet (seeded), resume if asked, and train it; checkpoints go to ``run_dir`` (from rank 0 when
+    data parallel: the caller joins the process group first, see :func:`run_search`)."""
     torch.manual_seed(setup.cfg.seed)
     supernet = setup.space.build_supernet().to(setup.device)
     loader = InMemoryLoader(
@@ -121,12 +127,12 @@ def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_
         )
     trainer = SupernetTrainer(
         supernet, setup.sampler, loader, setup.trainer, run_dir=run_dir, writer=writer,
-        space_description=setup.space.describe(), arch_loader=arch_loader,
+        space_description=setup.space.describe(), arch_loader=arch_loader, distributed=setup.distributed,
     )
     if setup.resume_from is not None:
         trainer.resume(setup.resume_from)
     trainer.fit(until_epoch=until_epoch)
-    if not (run_dir / "checkpoint.pt").exists():
+    if setup.distributed.is_main and not (run_dir / "checkpoint.pt").exists():
         trainer.save_checkpoint()
     return trainer
 
@@ -163,12 +169,17 @@ def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int
 
 def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome | None:
     """Train, select, export; everything the run writes goes under ``run_dir``. Returns ``None`` when training
-    stopped early (``trainer.stop_after_epoch``): the checkpoint is written and the run can be resumed."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    stopped early (``trainer.stop_after_epoch``): the checkpoint is written and the run can be resumed.
+
+    Under ``torchrun`` the supernet is trained data parallel on all ranks; rank 0 alone writes the run directory
+    (its own ``run_dir``, sent to all ranks), then selects and exports while the other ranks return ``None``."""
     started = time.perf_counter()
     setup = setup_search(cfg)
-    cfg, space, data = setup.cfg, setup.space, setup.data
+    cfg, space, data, ranks = setup.cfg, setup.space, setup.data, setup.distributed
+    if ranks.enabled:
+        return _run_data_parallel(setup, Path(run_dir), started)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("data    %s", data.summary())
     log.info("space   %s (%s archs), sampler %s, selector %s", space.name, f"{space.size:,}", cfg.sampler.name, cfg.selector.name)
@@ -179,8 +190,47 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     train_started = time.perf_counter()
     trainer = train_supernet(setup, run_dir, writer, until_epoch=setup.trainer.stop_after_epoch)
+    return _select_and_export(setup, trainer, run_dir, writer, started, time.perf_counter() - train_started)
+
+
+def _run_data_parallel(setup: SearchSetup, run_dir: Path, started: float) -> SearchOutcome | None:
+    """Join the process group, train on every rank into rank 0's run directory, leave the group; rank 0 goes
+    on to select and export in a single process."""
+    import torch.distributed as dist
+
+    ranks = setup.distributed
+    ranks.init(setup.device)
+    if not ranks.is_main:
+        logging.getLogger("nasframe").setLevel(logging.WARNING)
+    try:
+        shared = [str(run_dir)]
+        dist.broadcast_object_list(shared, src=0)  # Hydra's timestamped directories may differ between ranks
+        run_dir = Path(shared[0])
+        writer = None
+        if ranks.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(setup.cfg, resolve=True))
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tensorboard"))
+        log.info("data parallel: rank %d of %d on %s", ranks.rank, ranks.world_size, setup.device)
+        train_started = time.perf_counter()
+        trainer = train_supernet(setup, run_dir, writer, until_epoch=setup.trainer.stop_after_epoch)
+        train_seconds = time.perf_counter() - train_started
+        ranks.barrier()  # the last checkpoint is on disk before any rank leaves
+    finally:
+        dist.destroy_process_group()
+    if not ranks.is_main:
+        return None
+    trainer.distributed = DistributedContext()  # selection's fine-tuning steps run in this process alone
+    return _select_and_export(setup, trainer, run_dir, writer, started, train_seconds)
+
+
+def _select_and_export(
+    setup: SearchSetup, trainer: SupernetTrainer, run_dir: Path, writer: Any, started: float, train_seconds: float
+) -> SearchOutcome | None:
+    cfg, space, data = setup.cfg, setup.space, setup.data
     supernet, history = trainer.supernet, trainer.history
-    train_seconds = time.perf_counter() - train_started
     if trainer.epoch < setup.trainer.epochs:
         writer.close()
         log.info("stopped after epoch %d of %d (trainer.stop_after_epoch); continue with resume=%s",

@@ -16,7 +16,7 @@ and the fixed choices are in the sampler's state, so they are checkpointed and r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,8 +98,12 @@ class DARTSSampler(PathSampler):
     def sample(self) -> Mixture:  # type: ignore[override]
         return self.mixture()
 
-    def arch_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        """One first-order architecture step on a valid batch; returns its loss (``None`` during warm-up)."""
+    def arch_step(
+        self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor,
+        reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None,
+    ) -> torch.Tensor | None:
+        """One first-order architecture step on a valid batch; returns its loss (``None`` during warm-up).
+        ``reduce_gradients`` averages alpha's gradients over data-parallel ranks before the Adam step."""
         free = [a for name, a in self.alpha.items() if name not in self.fixed]
         if self.epoch < self.config.warmup_epochs or not free:
             return None
@@ -114,6 +118,8 @@ class DARTSSampler(PathSampler):
         self.optimizer.zero_grad(set_to_none=True)
         for a, g in zip(free, grads):
             a.grad = g
+        if reduce_gradients is not None:
+            reduce_gradients(free)
         self.optimizer.step()
         return loss.detach()
 

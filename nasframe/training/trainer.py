@@ -6,6 +6,10 @@ momentum or weight decay moves a weight that was not on the path, as in single-p
 The learning rate follows a cosine schedule per step. A checkpoint holds the model, optimiser, scheduler,
 sampler and loader states and the torch RNG states, so that training resumed from it follows the same
 trajectory as uninterrupted training.
+
+Under ``torchrun`` the trainer is data parallel (:mod:`nasframe.training.distributed`): each rank trains on its
+slice of the same global batch, gradients are averaged, BatchNorm normalises over the global batch, and the
+result equals a single-process run with that global batch; only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from nasframe.data.base import CyclingBatches, InMemoryLoader
 from nasframe.errors import CheckpointError, ConfigError, NonFiniteLossError
 from nasframe.sampling.base import PathSampler
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
+from nasframe.training.distributed import SINGLE_PROCESS, DistributedContext, set_cross_rank_batchnorm
 
 log = logging.getLogger("nasframe.training")
 
@@ -70,9 +75,12 @@ class SupernetTrainer:
         writer: Any = None,
         space_description: dict[str, Any] | None = None,
         arch_loader: InMemoryLoader | None = None,
+        distributed: DistributedContext = SINGLE_PROCESS,
     ) -> None:
-        """``arch_loader`` gives the batches of samplers with architecture steps (DARTS: the valid split)."""
+        """``arch_loader`` gives the batches of samplers with architecture steps (DARTS: the valid split);
+        ``distributed`` is this process's place in a data-parallel run (``trainer.batch_size`` is the global batch)."""
         config.check()
+        distributed.check_batch(loader.batch_size)
         if getattr(sampler, "wants_arch_batches", False) and arch_loader is None:
             raise ConfigError(f"sampler '{sampler.name}' trains architecture parameters: the trainer needs an arch_loader")
         self.supernet = supernet
@@ -80,7 +88,8 @@ class SupernetTrainer:
         self.loader = loader
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.writer = writer
+        self.writer = writer if distributed.is_main else None
+        self.distributed = distributed
         self.space_description = json.dumps(space_description or {}, sort_keys=True)
         self.device = next(supernet.parameters()).device
         self._make_optimizer(from_epoch=0)
@@ -140,34 +149,53 @@ class SupernetTrainer:
         norm of each choice's active option), the data sampler the per-example norm of the loss gradient with
         respect to the logits, ``||softmax(z) - onehot(y)||``, for the batch's ``indices``.
         """
+        ranks = self.distributed
         if self.arch_batches is not None:  # differentiable NAS: the architecture step first (DARTS)
-            self.sampler.arch_step(self.supernet, *next(self.arch_batches))
+            self.sampler.arch_step(self.supernet, *self._local(*next(self.arch_batches)),
+                                   reduce_gradients=ranks.average_gradients if ranks.enabled else None)
         arch = self.sampler.sample()
         self.supernet.set_path(arch)
         self.optimizer.zero_grad(set_to_none=True)
+        batch_size = len(y)
+        x, y = self._local(x, y)
         logits = self.supernet(x)
-        loss = F.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
+        loss = F.cross_entropy(logits, y)  # over this rank's slice; the global loss is the mean over ranks
+        hits = (logits.detach().argmax(dim=1) == y).sum()
+        if ranks.enabled:  # one all-reduce for the global loss (checked on every rank) and hit count
+            totals = ranks.sum(torch.stack([loss.detach(), hits.to(loss.dtype)]))
+            global_loss, hits = totals[0] / ranks.world_size, totals[1].round().long()
+        else:
+            global_loss = loss.detach()
+        if not torch.isfinite(global_loss):
             raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, "
+                f"non-finite training loss ({global_loss.item()}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, "
                 f"path {arch.describe() if hasattr(arch, 'describe') else dict(arch)}; the last good checkpoint is kept"
                 + (f" in {self.run_dir}" if self.run_dir else "")
                 + " (lower trainer.lr or raise trainer.grad_clip)"
             )
         loss.backward()
+        ranks.average_gradients(self.supernet.parameters())
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.grad_clip)
-        stats: dict[str, Any] = {"loss": loss.detach()}
+        stats: dict[str, Any] = {"loss": global_loss}
         if self.sampler.wants_path_grad_norms:
             stats["path_grad_norms"] = self.supernet.path_grad_norms()
         self.optimizer.step()
         self.scheduler.step()
         self.sampler.observe(arch, stats)
-        logits = logits.detach()
         data_order = self.loader.data_order
         if indices is not None and data_order.wants_logit_grad_norms:
-            data_order.observe(indices, {"logit_grad_norm": logit_gradient_norms(logits, y)})
-        return stats["loss"], (logits.argmax(dim=1) == y).sum()
+            norms = ranks.gather_slices(logit_gradient_norms(logits.detach(), y), batch_size)
+            data_order.observe(indices, {"logit_grad_norm": norms})
+        return global_loss, hits
+
+    def _local(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of a global batch (the whole batch in a single process)."""
+        if not self.distributed.enabled:
+            return x, y
+        self.distributed.check_batch(len(y))
+        part = self.distributed.local_slice(len(y))
+        return x[part], y[part]
 
     def finetune(self, steps: int, lr: float, seed: int = 0) -> float:
         """``steps`` more training steps at a constant ``lr`` with a fresh SGD optimiser, on training batches
@@ -206,6 +234,7 @@ class SupernetTrainer:
             cfg.progress, total=cfg.epochs * len(self.loader), initial=self.global_step, desc="supernet"
         )
         self.supernet.train()
+        set_cross_rank_batchnorm(self.supernet, self.distributed.enabled)
         try:
             with _logging_through(progress):
                 while self.epoch < stop:
@@ -214,6 +243,7 @@ class SupernetTrainer:
                     self._train_epoch(progress)
                     self._end_epoch(save=stop == self.epoch + 1)
         finally:
+            set_cross_rank_batchnorm(self.supernet, False)
             progress.close()
             if self.writer is not None:
                 self.writer.flush()
@@ -271,7 +301,7 @@ class SupernetTrainer:
             self.epoch, cfg.epochs, record["loss"], record["accuracy"], record["lr"],
         )
         periodic = cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0
-        if self.run_dir is not None and (save or periodic):
+        if self.run_dir is not None and self.distributed.is_main and (save or periodic):
             self.save_checkpoint()
 
     def _scalar(self, tag: str, value: float, step: int | None = None) -> None:
