@@ -4,6 +4,7 @@ Commands:
   search   train a supernet, select an arch, export it (configs/search.yaml)
   rank     score archs with a trained supernet against a tabular benchmark (configs/rank.yaml)
   tabular  compare selectors on a tabular benchmark, no supernet (configs/tabular.yaml)
+  gather   one report from many search runs, e.g. a multirun sweep (plain arguments, not Hydra)
 
 Examples::
 
@@ -13,6 +14,8 @@ Examples::
     (Hydra's override grammar needs the inner quotes around a NAS-Bench-201 string: it contains ~ and |)
     nasframe search --cfg job                        # print the composed config and stop
     nasframe rank run=runs/2026-11-24/10-00-00 ranking.num_archs=0   # rank all archs of the space
+    nasframe search -m hydra/launcher=joblib seed=0,1 sampler=uniform,pada   # 4 runs in parallel
+    nasframe gather runs/multirun/2026-12-02/10-00-00 --benchmark nb201
 """
 
 from __future__ import annotations
@@ -77,9 +80,13 @@ COMMANDS: dict[str, tuple[str, Callable[[DictConfig], None], str]] = {
 }
 
 
+GATHER_HELP = "one report from many search runs (a multirun sweep): nasframe gather DIR [--benchmark nb201]"
+
+
 def _usage() -> str:
     lines = ["usage: nasframe <command> [overrides...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += [f"  {'gather':<10} {GATHER_HELP}"]
     lines += ["", "Run 'nasframe <command> --help' for the command's config groups and options."]
     return "\n".join(lines)
 
@@ -90,8 +97,16 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     command = argv[0]
+    if command == "gather":
+        from nasframe.gather import main as gather_main
+
+        try:
+            gather_main(argv[1:])
+        except NasframeError as exc:
+            sys.exit(f"nasframe gather: error: {exc}")
+        return
     if command not in COMMANDS:
-        sys.exit(f"nasframe: unknown command '{command}'; commands: {', '.join(COMMANDS)}")
+        sys.exit(f"nasframe: unknown command '{command}'; commands: {', '.join([*COMMANDS, 'gather'])}")
     if not CONFIG_DIR.is_dir():
         sys.exit(f"nasframe: config directory {CONFIG_DIR} not found; install from a checkout with pip install -e .")
     config_name, task, _ = COMMANDS[command]

@@ -281,12 +281,20 @@ def _select_and_export(
         "arch": paths.arch_json,
         "state_dict": paths.state_dict,
         "report": run_dir / "report.md",
+        "outcome": run_dir / "outcome.json",
     }
     if paths.program is not None:
         files["program"] = paths.program
     outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), result.score, test_acc, params, max_diff, files)
     timings = {"train": train_seconds, "select": select_seconds, "total": time.perf_counter() - started}
     (run_dir / "report.md").write_text(render_report(cfg, space, data.summary(), history, result, outcome, timings))
+    summary = {
+        "space": cfg.space.name, "dataset": cfg.dataset.name, "sampler": cfg.sampler.name, "selector": cfg.selector.name,
+        "seed": cfg.seed, "arch": outcome.native, "valid_accuracy": outcome.valid_accuracy,
+        "test_accuracy": outcome.test_accuracy, "params": outcome.params, "archs_evaluated": len(result.history),
+        "seconds": timings,
+    }
+    (run_dir / "outcome.json").write_text(json.dumps(summary, indent=1) + "\n")  # read by `nasframe gather`
     return outcome
 
 

@@ -133,3 +133,33 @@ def test_exported_program_runs_in_a_fresh_interpreter_without_nasframe(cifar_lik
     reloaded.load_state_dict(state)
     with torch.no_grad():
         assert (reloaded.eval()(x) - subnet.eval()(x)).abs().max().item() == 0.0
+
+
+def test_load_export_rebuilds_the_subnet_from_json_and_tensors_only(cifar_like_space, rng, tmp_path):
+    from nasframe.errors import CheckpointError
+    from nasframe.export import load_export
+
+    space = cifar_like_space
+    supernet = _trained_supernet(space, rng).eval()
+    arch = space.parse(SPECIAL[3])
+    subnet = extract(space, supernet, arch)
+    save_export(tmp_path, space, arch, subnet, torch_export=False)
+    x = torch.randn(4, *space.data.input_shape)
+    with torch.no_grad():
+        assert torch.equal(load_export(tmp_path)(x), subnet.eval()(x))
+
+    marker = tmp_path / "payload_ran"
+
+    class Payload:  # unpickling this would run a shell command
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"cells.0.weight": Payload()}, tmp_path / "subnet_state_dict.pt")
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_export(tmp_path)
+    assert not marker.exists()
+    (tmp_path / "arch.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a nasframe arch record"):
+        load_export(tmp_path)

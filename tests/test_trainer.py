@@ -128,14 +128,19 @@ def test_corrupt_foreign_and_malicious_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing")
 
-    class Payload:
+    marker = tmp_path / "payload_ran"
+
+    class Payload:  # unpickling this would run a shell command
         def __reduce__(self):
-            return (print, ("payload ran",))
+            import os
+
+            return (os.system, (f"touch {marker}",))
 
     malicious = tmp_path / "malicious.pt"
     torch.save({"format": "nasframe-checkpoint", "format_version": 1, "x": Payload()}, malicious)
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_checkpoint(malicious)
+    assert not marker.exists()  # refused without running it
 
 
 def test_resume_refuses_a_checkpoint_of_another_space(tiny_space, digits, tmp_path):

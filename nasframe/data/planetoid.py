@@ -132,11 +132,11 @@ class Planetoid(Configurable):
         return cache
 
     def load(self) -> GraphData:
+        root = self.working_root()
         try:
             from torch_geometric.datasets import Planetoid as PyGPlanetoid
         except ImportError:
             raise ConfigError("Planetoid data sets are read with torch-geometric: pip install torch-geometric") from None
-        root = self.working_root()
         try:
             dataset = PyGPlanetoid(str(root), self.name, split="public", force_reload=False)
         except Exception as exc:  # a damaged raw file or a failed download: one line, not a traceback

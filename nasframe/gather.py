@@ -1,0 +1,139 @@
+"""``nasframe gather DIR``: one report from many search runs (a Hydra multirun sweep, or any folder of runs).
+
+Every run directory under ``DIR`` that holds an ``outcome.json`` (written by a finished ``nasframe search``) is a
+row: its Hydra overrides (``.hydra/overrides.yaml``), the selected arch and its accuracies, and the time it took.
+Runs with a checkpoint but no outcome (stopped early, killed, still running) are listed as unfinished, so a sweep
+never silently loses a job. Rows that differ only in ``seed`` are summarised as mean ± standard deviation. With a
+tabular benchmark for the runs' space (``--benchmark nb201``), each selected arch's true accuracy is added.
+Writes ``gather.md`` and ``gather.json`` into ``DIR`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from nasframe.errors import ConfigError, DataError
+
+
+def find_runs(root: Path) -> tuple[list[Path], list[Path]]:
+    """Finished run directories (with ``outcome.json``) and unfinished ones (a checkpoint, no outcome)."""
+    if not root.is_dir():
+        raise DataError(f"gather: no such directory: {root}")
+    finished = sorted(p.parent for p in root.rglob("outcome.json"))
+    unfinished = sorted(p.parent for p in root.rglob("checkpoint.pt") if not (p.parent / "outcome.json").exists())
+    return finished, unfinished
+
+
+def overrides_of(run: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for the run (empty when it was not a Hydra run)."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def load_row(run: Path, root: Path) -> dict[str, Any]:
+    try:
+        outcome = json.loads((run / "outcome.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"gather: {run / 'outcome.json'} is not valid JSON ({exc})") from None
+    return {"run": str(run.relative_to(root)) or ".", "overrides": overrides_of(run), **outcome}
+
+
+def true_accuracies(rows: list[dict[str, Any]], benchmark_name: str, metric: str | None) -> str:
+    """Add ``true_accuracy`` from a tabular benchmark to rows of its space; returns the metric used."""
+    from nasframe.benchmarks.nb201 import NB201Benchmark
+
+    if benchmark_name != "nb201":
+        raise ConfigError(f"gather: unknown benchmark '{benchmark_name}'; known: nb201")
+    benchmark = NB201Benchmark()
+    metric = benchmark.check_metric(metric or "cifar10_test")
+    for row in rows:
+        if row["space"] == benchmark.space_name:
+            row["true_accuracy"] = benchmark.metric(row["arch"], metric)
+    return metric
+
+
+def group_key(row: dict[str, Any]) -> str:
+    """The row's settings without its seed: runs with the same key are repeats."""
+    return " ".join(o for o in row["overrides"] if not o.lstrip("+~").startswith("seed=")) or "(defaults)"
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[group_key(row)].append(row)
+    summary = []
+    for key, members in groups.items():
+        entry: dict[str, Any] = {"settings": key, "runs": len(members)}
+        for field in ("valid_accuracy", "test_accuracy", "true_accuracy"):
+            values = [m[field] for m in members if field in m]
+            if values:
+                entry[field] = (statistics.mean(values), statistics.pstdev(values))
+        summary.append(entry)
+    return summary
+
+
+def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summary: list[dict[str, Any]],
+           metric: str | None) -> str:
+    true_col = metric is not None
+    lines = [f"# Gathered runs: {root}", "", f"{len(rows)} finished, {len(unfinished)} unfinished.", ""]
+    header = ["run", "overrides", "arch", "valid acc. (supernet)", "test acc. (exported)"]
+    header += [f"true {metric}"] if true_col else []
+    header += ["params", "train s", "total s"]
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in rows:
+        cells = [r["run"], " ".join(r["overrides"]) or "-", f"`{r['arch']}`", f"{r['valid_accuracy']:.2f}",
+                 f"{r['test_accuracy']:.2f}"]
+        cells += [f"{r['true_accuracy']:.2f}" if "true_accuracy" in r else "-"] if true_col else []
+        cells += [f"{r['params']:,}", f"{r['seconds']['train']:.0f}", f"{r['seconds']['total']:.0f}"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "## Over seeds", "", "| settings | runs | valid acc. | test acc. |" + (" true acc. |" if true_col else ""),
+              "| --- | ---: | ---: | ---: |" + (" ---: |" if true_col else "")]
+    for s in summary:
+        cells = [s["settings"].replace("|", "\\|"), str(s["runs"])]
+        for field in ("valid_accuracy", "test_accuracy") + (("true_accuracy",) if true_col else ()):
+            cells.append(f"{s[field][0]:.2f} ± {s[field][1]:.2f}" if field in s else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    if unfinished:
+        lines += ["", "## Unfinished (checkpoint, no outcome: resume with `nasframe search resume=DIR`)", ""]
+        lines += [f"- {p.relative_to(root)}" for p in unfinished]
+    return "\n".join(lines) + "\n"
+
+
+def gather(root: Path, out: Path | None = None, benchmark: str | None = None, metric: str | None = None) -> Path:
+    """Gather the runs under ``root``; returns the path of the Markdown report."""
+    finished, unfinished = find_runs(root)
+    if not finished and not unfinished:
+        raise DataError(f"gather: no search runs under {root} (a run directory holds outcome.json or checkpoint.pt)")
+    rows = [load_row(run, root) for run in finished]
+    used_metric = true_accuracies(rows, benchmark, metric) if benchmark else None
+    summary = summarise(rows)
+    out = out or root
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"root": str(root), "rows": rows, "unfinished": [str(p.relative_to(root)) for p in unfinished],
+               "summary": summary, "true_metric": used_metric}
+    (out / "gather.json").write_text(json.dumps(payload, indent=1) + "\n")
+    report = out / "gather.md"
+    report.write_text(render(root, rows, unfinished, summary, used_metric))
+    return report
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="nasframe gather", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="a multirun directory (or any folder of search runs)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write gather.md/.json (default: root)")
+    parser.add_argument("--benchmark", default=None, help="add true accuracies from this tabular benchmark (nb201)")
+    parser.add_argument("--metric", default=None, help="the benchmark metric (default cifar10_test)")
+    args = parser.parse_args(argv)
+    report = gather(args.root, args.out, args.benchmark, args.metric)
+    print(report.read_text())
+    print(f"written to {report} and {report.with_suffix('.json')}")

@@ -1,0 +1,61 @@
+"""Parallel multirun jobs (Hydra's joblib launcher) and `nasframe gather`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nasframe.errors import DataError
+from nasframe.gather import gather, group_key
+
+TINY = ["space.channels=4", "space.cells_per_stage=1", "trainer.epochs=1", "trainer.batch_size=128",
+        "selector=random", "selector.num_samples=2", "evaluator.bn_recalibration_batches=1",
+        "export.torch_export=false", "threads=1", "device=cpu"]
+
+
+def nasframe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nasframe.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_joblib_multirun_jobs_write_their_own_runs_and_gather_reports_them(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = nasframe("search", "-m", "hydra/launcher=local", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "joblib" in (proc.stdout + proc.stderr).lower()  # Hydra's joblib launcher ran the jobs
+    runs = sorted(p.parent for p in sweep.rglob("outcome.json"))
+    assert [r.name for r in runs] == ["0", "1"]
+    assert {json.loads((r / "outcome.json").read_text())["seed"] for r in runs} == {0, 1}
+    (sweep / "2").mkdir()
+    (sweep / "2" / "checkpoint.pt").write_bytes(b"")  # a job that never finished
+
+    proc = nasframe("gather", str(sweep), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((sweep / "gather.json").read_text())
+    assert [r["run"] for r in report["rows"]] == ["0", "1"]
+    assert report["rows"][0]["overrides"][0] == "seed=0"
+    assert report["unfinished"] == ["2"]
+    (summary,) = report["summary"]  # the two seeds are repeats of one setting
+    assert summary["runs"] == 2
+    mean = sum(r["test_accuracy"] for r in report["rows"]) / 2
+    assert summary["test_accuracy"][0] == pytest.approx(mean)
+    assert "2 finished, 1 unfinished" in (sweep / "gather.md").read_text()
+
+
+def test_gather_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such directory"):
+        gather(tmp_path / "missing")
+    with pytest.raises(DataError, match="no search runs under"):
+        gather(tmp_path)
+    proc = nasframe("gather", str(tmp_path / "missing"), cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("nasframe gather: error: gather: no such directory")
+    assert "Traceback" not in proc.stderr
+
+
+def test_seed_is_not_part_of_the_setting() -> None:
+    assert group_key({"overrides": ["seed=3", "sampler=pada"]}) == "sampler=pada"
+    assert group_key({"overrides": ["seed=3"]}) == "(defaults)"
