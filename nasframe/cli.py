@@ -5,6 +5,7 @@ Commands:
   rank     score archs with a trained supernet against a tabular benchmark (configs/rank.yaml)
   tabular  compare selectors on a tabular benchmark, no supernet (configs/tabular.yaml)
   gather   one report from many search runs, e.g. a multirun sweep (plain arguments, not Hydra)
+  merge    merge few-shot sub-supernets trained as separate jobs into one checkpoint (plain arguments)
 
 Examples::
 
@@ -45,7 +46,7 @@ def _search(cfg: DictConfig) -> None:
     if outcome is None and not DistributedContext.from_env().is_main:
         return  # a data-parallel helper rank: rank 0 reports
     if outcome is None:
-        print(f"\nstopped early; checkpoint in {run_dir}; continue with: nasframe search resume={run_dir} (same settings)")
+        print(f"\nstopped before selection (trainer.stop_after_epoch or sampler.train_only); checkpoint in {run_dir}")
         return
     print(f"\nselected  {outcome.native}")
     print(f"accuracy  valid {outcome.valid_accuracy:.2f}% (supernet weights), test {outcome.test_accuracy:.2f}% (exported subnet)")
@@ -80,13 +81,29 @@ COMMANDS: dict[str, tuple[str, Callable[[DictConfig], None], str]] = {
 }
 
 
-GATHER_HELP = "one report from many search runs (a multirun sweep): nasframe gather DIR [--benchmark nb201]"
+def _gather_main() -> Callable[[list[str]], None]:
+    from nasframe.gather import main
+
+    return main
+
+
+def _merge_main() -> Callable[[list[str]], None]:
+    from nasframe.sampling.fewshot_jobs import main
+
+    return main
+
+
+#: commands with plain arguments (no Hydra config): name -> (loader of their main(argv), help)
+PLAIN_COMMANDS: dict[str, tuple[Callable[[], Callable[[list[str]], None]], str]] = {
+    "gather": (_gather_main, "one report from many search runs (a sweep): nasframe gather DIR [--benchmark nb201]"),
+    "merge": (_merge_main, "merge few-shot sub-supernet jobs (sampler.train_only=k): nasframe merge RUNS --out DIR"),
+}
 
 
 def _usage() -> str:
     lines = ["usage: nasframe <command> [overrides...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += [f"  {'gather':<10} {GATHER_HELP}"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in PLAIN_COMMANDS.items()]
     lines += ["", "Run 'nasframe <command> --help' for the command's config groups and options."]
     return "\n".join(lines)
 
@@ -97,16 +114,14 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     command = argv[0]
-    if command == "gather":
-        from nasframe.gather import main as gather_main
-
+    if command in PLAIN_COMMANDS:
         try:
-            gather_main(argv[1:])
+            PLAIN_COMMANDS[command][0]()(argv[1:])
         except NasframeError as exc:
-            sys.exit(f"nasframe gather: error: {exc}")
+            sys.exit(f"nasframe {command}: error: {exc}")
         return
     if command not in COMMANDS:
-        sys.exit(f"nasframe: unknown command '{command}'; commands: {', '.join([*COMMANDS, 'gather'])}")
+        sys.exit(f"nasframe: unknown command '{command}'; commands: {', '.join([*COMMANDS, *PLAIN_COMMANDS])}")
     if not CONFIG_DIR.is_dir():
         sys.exit(f"nasframe: config directory {CONFIG_DIR} not found; install from a checkout with pip install -e .")
     config_name, task, _ = COMMANDS[command]

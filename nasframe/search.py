@@ -231,6 +231,12 @@ def _select_and_export(
 ) -> SearchOutcome | None:
     cfg, space, data = setup.cfg, setup.space, setup.data
     supernet, history = trainer.supernet, trainer.history
+    if getattr(trainer.sampler, "trains_one_part", False):
+        if writer is not None:
+            writer.close()
+        log.info("trained sub-supernet %d only (sampler.train_only); when every sub-supernet's job has finished, "
+                 "merge them with: nasframe merge <their run dirs> --out <dir>", trainer.sampler.config.train_only)
+        return None
     if trainer.epoch < setup.trainer.epochs:
         writer.close()
         log.info("stopped after epoch %d of %d (trainer.stop_after_epoch); continue with resume=%s",

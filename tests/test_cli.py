@@ -60,7 +60,7 @@ def test_search_writes_a_complete_run_directory(tmp_path):
     log = (tmp_path / "resumed/search.log").read_text()
     assert "resumed from" in log and "at epoch 2" in log and "epoch 1/2" not in log  # nothing retrained
     stopped = nasframe("search", *TINY, "trainer.stop_after_epoch=1", f"hydra.run.dir={tmp_path / 'part'}", cwd=tmp_path)
-    assert stopped.returncode == 0 and "stopped early" in stopped.stdout, stopped.stderr[-2000:]
+    assert stopped.returncode == 0 and "stopped before selection" in stopped.stdout, stopped.stderr[-2000:]
     assert (tmp_path / "part/checkpoint.pt").is_file() and not (tmp_path / "part/export").exists()
     longer = nasframe("search", *TINY, "trainer.epochs=3", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r3'}", cwd=tmp_path)
     assert longer.returncode != 0 and "trained for 2 epochs" in longer.stderr and "Traceback" not in longer.stderr
@@ -182,7 +182,7 @@ def test_tabular_search_command(tmp_path):
         ("arch='|nor_conv_3x3~0|'", "expected 3 node groups"),
         ("resume=/nonexistent/run", "no checkpoint at /nonexistent/run"),
         ("device=cuda:0" if not torch.cuda.is_available() else "device=tpu", "device"),
-        ("space.name=nb999", "unknown search space 'nb999'; known: darts, nb201"),
+        ("space.name=nb999", "unknown search space 'nb999'; known: darts, gnn_bench, nb201"),
         ("selector=magnitude", "selector=magnitude reads architecture parameters"),
     ],
 )

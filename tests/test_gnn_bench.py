@@ -66,7 +66,7 @@ def cora(pyg, tmp_path_factory):
     shutil.copytree(raw, root / "Cora" / "raw")
     from nasframe.data.planetoid import Planetoid
 
-    return Planetoid(name="Cora", root=str(root)).load()
+    return Planetoid(graph="Cora", root=str(root)).load()
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +168,10 @@ def test_sampling_and_variation_never_leave_the_space(rng):
         assert small.contains(small.mutate(a, rng, prob=0.9)) and small.contains(small.crossover(a, b, rng))
     counts = Counter(a["link"] for a in draws)
     assert set(counts) == set(small.choice("link").options)  # every link pattern is drawn
+    # sub-spaces (few-shot splits) count their members the same way, and a split partitions the space
+    parts = [small.restrict({"op_1": [op]}) for op in small.choice("op_1").options]
+    assert [p.size for p in parts] == [len(list(p.enumerate())) for p in parts] == [9 * 2**3, 9 * (2**3 - 1)]
+    assert sum(p.size for p in parts) == small.size
 
 
 def test_bad_settings_are_config_errors():
@@ -474,10 +478,10 @@ def test_read_only_or_shared_roots_are_copied_to_the_cache(pyg, tmp_path, monkey
     monkeypatch.setenv("NASFRAME_CACHE", str(tmp_path / "cache"))
     own = tmp_path / "own"
     shutil.copytree(raw, own / "Cora" / "raw")
-    assert planetoid.Planetoid(name="Cora", root=str(own)).working_root() == own  # writable and not shared: used as is
+    assert planetoid.Planetoid(graph="Cora", root=str(own)).working_root() == own  # writable and not shared: used as is
     # a read-only root (simulated: this test may run as root, whom chmod does not stop)
     monkeypatch.setattr(planetoid, "_writable", lambda folder: False)
-    loader = planetoid.Planetoid(name="cora", root=str(own))
+    loader = planetoid.Planetoid(graph="cora", root=str(own))
     assert loader.working_root() == cache
     graph = loader.load()
     assert graph.num_nodes == 2708 and (cache / "Cora" / "processed").is_dir()
@@ -488,8 +492,8 @@ def test_read_only_or_shared_roots_are_copied_to_the_cache(pyg, tmp_path, monkey
     monkeypatch.setenv("NASFRAME_DATA", str(tmp_path))
     shared = tmp_path / "planetoid" / "Cora"
     shutil.copytree(raw, shared / "raw")
-    assert planetoid.Planetoid(name="Cora").working_root() == cache  # default root: $NASFRAME_DATA/planetoid
-    assert planetoid.Planetoid(name="Cora", root=str(tmp_path / "planetoid")).load().num_nodes == 2708
+    assert planetoid.Planetoid(graph="Cora").working_root() == cache  # default root: $NASFRAME_DATA/planetoid
+    assert planetoid.Planetoid(graph="Cora", root=str(tmp_path / "planetoid")).load().num_nodes == 2708
     assert sorted(p.name for p in shared.iterdir()) == ["raw"]
 
 
@@ -497,9 +501,11 @@ def test_missing_root_and_unknown_name_are_clear_errors(tmp_path):
     from nasframe.data.planetoid import Planetoid
 
     with pytest.raises(DataError, match=r"Planetoid Cora not found: no raw files in .*Cora/raw"):
-        Planetoid(name="Cora", root=str(tmp_path / "nowhere")).load()
-    with pytest.raises(ConfigError, match="unknown Planetoid graph 'Reddit'"):
-        Planetoid(name="Reddit")
+        Planetoid(graph="Cora", root=str(tmp_path / "nowhere")).load()
+    with pytest.raises(ConfigError, match=r"dataset\.graph: unknown Planetoid graph 'Reddit'"):
+        Planetoid(graph="Reddit")
+    # a config node as a registry passes it: its "name" is the registry key, "graph" the data set
+    assert Planetoid.from_config({"name": "planetoid", "graph": "citeseer"}, where="dataset").name == "CiteSeer"
 
 
 def test_config_file_builds_the_cora_model():

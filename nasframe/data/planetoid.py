@@ -77,7 +77,7 @@ class GraphData:
 
 @dataclass
 class PlanetoidConfig:
-    name: str = "Cora"  # Cora | CiteSeer | PubMed (any case)
+    graph: str = "Cora"  # Cora | CiteSeer | PubMed (any case); ``name`` is the registry's key in configs
     root: Optional[str] = None  # default: $NASFRAME_DATA/planetoid (../shared/data/planetoid here)
     download: bool = False  # let PyG download missing raw files (needs internet)
     normalize_features: bool = False  # divide each node's features by their sum (PyG's NormalizeFeatures)
@@ -90,9 +90,9 @@ class Planetoid(Configurable):
 
     def __init__(self, **settings) -> None:
         self._init_config(settings, where="dataset")
-        key = self.config.name.lower()
+        key = self.config.graph.lower()
         if key not in NAMES:
-            raise ConfigError(f"dataset.name: unknown Planetoid graph {self.config.name!r}; use {', '.join(NAMES.values())}")
+            raise ConfigError(f"dataset.graph: unknown Planetoid graph {self.config.graph!r}; use {', '.join(NAMES.values())}")
         self.name = NAMES[key]
 
     def root(self) -> Path:
@@ -158,9 +158,9 @@ class Planetoid(Configurable):
         )
 
 
-def load_planetoid(name: str = "Cora", root: str | Path | None = None, **settings) -> GraphData:
-    """Shorthand for ``Planetoid(name=name, root=root, ...).load()``."""
-    return Planetoid(name=name, root=None if root is None else str(root), **settings).load()
+def load_planetoid(graph: str = "Cora", root: str | Path | None = None, **settings) -> GraphData:
+    """Shorthand for ``Planetoid(graph=graph, root=root, ...).load()``."""
+    return Planetoid(graph=graph, root=None if root is None else str(root), **settings).load()
 
 
 def _writable(folder: Path) -> bool:

@@ -210,6 +210,7 @@ class FewShotConfig:
     max_subnets: int = 4  # gradient: budget of sub-supernets
     grad_batches: int = 4  # gradient: training batches whose option gradients are compared
     grad_choices: Optional[List[str]] = None  # gradient: choices that may be split (default: all)
+    train_only: Optional[int] = None  # after the split, train only this sub-supernet (one job per sub-supernet)
 
 
 @SAMPLERS.register("fewshot")
@@ -219,6 +220,11 @@ class FewShotSampler(PathSampler):
     After ``round(warmup_fraction * epochs)`` epochs the supernet is split (exhaustively or by gradient
     matching), each sub-supernet warm-started from the one-shot weights, and training goes on with a fresh
     optimiser and cosine schedule; each step trains the sub-supernet that holds the uniformly sampled arch.
+
+    With ``train_only=k`` the steps after the split sample archs of sub-space ``k`` only, so one job trains one
+    sub-supernet (for its full post-split budget, as few-shot NAS trains each sub-supernet); jobs resumed from
+    the same warm-up checkpoint split identically, and :func:`nasframe.sampling.fewshot_jobs.merge_runs` puts
+    their sub-supernets into one few-shot supernet for selection.
     """
 
     name = "fewshot"
@@ -233,6 +239,8 @@ class FewShotSampler(PathSampler):
             raise ConfigError("sampler.warmup_fraction must be in [0, 1)")
         if cfg.max_subnets < 2 or cfg.grad_batches < 1:
             raise ConfigError("sampler.max_subnets must be >= 2 and sampler.grad_batches >= 1")
+        if cfg.train_only is not None and cfg.train_only < 0:
+            raise ConfigError("sampler.train_only must be a sub-supernet index >= 0 (or null: train all)")
         names = [c.name for c in space.choices]
         for name in [cfg.choice] if cfg.choice else []:
             if name not in names:
@@ -245,7 +253,23 @@ class FewShotSampler(PathSampler):
         self.decisions: list[dict[str, Any]] = []
 
     def sample(self) -> Arch:
+        if self.partition is not None and self.config.train_only is not None:
+            return self._only_space.sample(self.rng)
         return self.space.sample(self.rng)
+
+    @property
+    def trains_one_part(self) -> bool:
+        """True for a job that trains one sub-supernet: its run ends with training (merge, then select)."""
+        return self.config.train_only is not None
+
+    def _check_train_only(self) -> None:
+        index = self.config.train_only
+        if index is None or self.partition is None:
+            return
+        if index >= len(self.partition):
+            raise ConfigError(f"sampler.train_only={index}, but the split made {len(self.partition)} sub-supernets "
+                              f"(0..{len(self.partition) - 1})")
+        self._only_space = self.space.restrict(self.partition[index]) if self.partition[index] else self.space
 
     def split_epoch(self, epochs: int) -> int:
         return round(self.config.warmup_fraction * epochs)
@@ -266,6 +290,7 @@ class FewShotSampler(PathSampler):
             self.decisions = [{"choice": d.choice, "groups": [list(g) for g in d.groups], "cut": d.cut,
                                "distances": d.distances} for d in decisions]
         self.partition = [self._restrictions(sub) for sub in subspaces]
+        self._check_train_only()
         return build_fewshot(supernet, subspaces)
 
     def _restrictions(self, sub: SearchSpace) -> dict[str, list[str]]:
@@ -286,9 +311,11 @@ class FewShotSampler(PathSampler):
         return f"{self.config.split} split into {len(self.partition)} sub-supernets: {parts}; decisions: {json.dumps(self.decisions)}"
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "partition": json.dumps(self.partition), "decisions": json.dumps(self.decisions)}
+        return {**super().state_dict(), "partition": json.dumps(self.partition), "decisions": json.dumps(self.decisions),
+                "train_only": json.dumps(self.config.train_only)}  # read by merge_runs; the config decides on resume
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.partition = json.loads(state["partition"])
         self.decisions = json.loads(state["decisions"])
+        self._check_train_only()
