@@ -65,6 +65,9 @@ def test_reads_an_image_folder(tiny_archive, tmp_path, monkeypatch):
 def test_missing_or_bad_data_fails_clearly(tmp_path):
     with pytest.raises(DataError, match="CIFAR-10 not found at"):
         Cifar10(root=str(tmp_path / "nothing")).load()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError):
+        Cifar10(root=str(tmp_path / "empty"), cache=False).load()
     with pytest.raises(ConfigError, match="dataset.split"):
         Cifar10(split="halves")
     broken = tmp_path / "broken.tar.gz"

@@ -127,6 +127,10 @@ def test_corrupt_foreign_and_malicious_checkpoints_are_refused(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing")
+    other_version = tmp_path / "v999.pt"
+    torch.save({"format": "nasframe-checkpoint", "format_version": 999}, other_version)
+    with pytest.raises(CheckpointError, match="format version 999, this nasframe reads"):
+        load_checkpoint(other_version)
 
     marker = tmp_path / "payload_ran"
 
