@@ -5,6 +5,7 @@ Commands:
   rank     score archs with a trained supernet against a tabular benchmark (configs/rank.yaml)
   tabular  compare selectors on a tabular benchmark, no supernet (configs/tabular.yaml)
   gather   one report from many search runs, e.g. a multirun sweep (plain arguments, not Hydra)
+  latency  build a latency table on this device and report its accuracy on held-out archs (plain arguments)
   merge    merge few-shot sub-supernets trained as separate jobs into one checkpoint (plain arguments)
 
 Examples::
@@ -93,9 +94,17 @@ def _merge_main() -> Callable[[list[str]], None]:
     return main
 
 
+def _latency_main() -> Callable[[list[str]], None]:
+    from nasframe.hardware.cli import main
+
+    return main
+
+
 #: commands with plain arguments (no Hydra config): name -> (loader of their main(argv), help)
 PLAIN_COMMANDS: dict[str, tuple[Callable[[], Callable[[list[str]], None]], str]] = {
     "gather": (_gather_main, "one report from many search runs (a sweep): nasframe gather DIR [--benchmark nb201]"),
+    "latency": (_latency_main, "latency table on this device and its accuracy on held-out archs: "
+                               "nasframe latency [--device cuda] [--batch-size N]"),
     "merge": (_merge_main, "merge few-shot sub-supernet jobs (sampler.train_only=k): nasframe merge RUNS --out DIR"),
 }
 

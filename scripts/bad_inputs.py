@@ -27,13 +27,19 @@ TINY = ["space.channels=4", "space.cells_per_stage=1", "trainer.epochs=1", "trai
 DARTS = ["space=darts", "space.channels=4", "space.layers=3"]
 
 
+def error_line(stderr: str) -> str:
+    """The line a user reads: nasframe's own ``nasframe <command>: error: ...``, else Hydra's first line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("[")]
+    ours = [ln for ln in lines if ln.startswith("nasframe ")]
+    return ours[-1] if ours else " ".join(lines[:2])  # Hydra: its headline and the reason below it
+
+
 def cli(*args: str) -> Callable[[Path], dict]:
     def run(work: Path) -> dict:
         exe = shutil.which("nasframe")
         cmd = [*([exe] if exe else [sys.executable, "-m", "nasframe.cli"]), "search", *args, f"hydra.run.dir={work / 'run'}"]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=600)
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return {"exit": proc.returncode, "message": lines[-1] if lines else "", "traceback": "Traceback" in proc.stderr,
+        return {"exit": proc.returncode, "message": error_line(proc.stderr), "traceback": "Traceback" in proc.stderr,
                 "trained": (work / "run" / "checkpoint.pt").exists()}
     return run
 
@@ -136,6 +142,20 @@ def export_payload(work: Path) -> None:
             raise SystemExit("SECURITY: the payload ran")
 
 
+def latency_table_of_another_device(work: Path) -> None:
+    import numpy as np
+
+    from nasframe.core.space import DataSpec
+    from nasframe.hardware.device import describe_device
+    from nasframe.hardware.predictor import LatencyPredictor, PredictorKey, load_predictor
+    from search_spaces.nb201 import NB201Space
+
+    space = NB201Space(DataSpec())
+    table_key = PredictorKey("NVIDIA H100 80GB HBM3", 256, torch.__version__, space.describe())
+    path = LatencyPredictor(space.choices, np.zeros(30), 1.0, table_key).save(work / "h100.json")
+    load_predictor(path, expected=PredictorKey(describe_device("cpu"), 256, torch.__version__, space.describe()))
+
+
 def gather_missing(work: Path) -> None:
     from nasframe.gather import gather
 
@@ -177,6 +197,7 @@ CASES: list[tuple[str, str, Callable[[Path], dict]]] = [
     ("checkpoint", "corrupt checkpoint file", library(corrupt_file)),
     ("checkpoint", "checkpoint carrying a pickled code payload", library(pickled_payload)),
     ("export", "exported state dict carrying a pickled code payload", library(export_payload)),
+    ("latency", "latency table of another device", library(latency_table_of_another_device)),
     ("sweep", "gather a directory that does not exist", library(gather_missing)),
     ("sweep", "global batch not divisible by the number of ranks", cli_env({"WORLD_SIZE": "3", "RANK": "0"}, *TINY)),
     ("training", "non-finite loss", cli(*TINY, "trainer.lr=1e30", "trainer.grad_clip=0")),
@@ -200,7 +221,8 @@ def main() -> None:
         "# Bad input: what nasframe answers",
         "",
         f"- command: `{meta['command']}`; python {meta['python']}, torch {meta['torch']}",
-        "- each CLI case is a fresh `nasframe search` process; exit 2 = a one-line error, before any training",
+        "- each CLI case is a fresh `nasframe search` process (exit 1 = a one-line error, no traceback); library cases "
+        "call nasframe directly and record the NasframeError raised",
         "",
         "| kind | input | exit | message | traceback shown | trained before failing |",
         "| --- | --- | --- | --- | --- | --- |",

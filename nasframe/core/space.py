@@ -101,12 +101,12 @@ class SearchSpace(Configurable, ABC):
         if not isinstance(arch, Mapping):
             raise InvalidArchError(f"{self.name}: an arch is a mapping choice -> option, got {type(arch).__name__}")
         names = [c.name for c in self._choices]
+        extra = [k for k in arch if k not in names]  # a misspelt name first: it usually explains a missing one
+        if extra:
+            raise InvalidArchError(f"{self.name}: arch names unknown choice '{extra[0]}'; choices: {names}")
         missing = [n for n in names if n not in arch]
         if missing:
             raise InvalidArchError(f"{self.name}: arch has no option for choice '{missing[0]}'")
-        extra = [k for k in arch if k not in names]
-        if extra:
-            raise InvalidArchError(f"{self.name}: arch names unknown choice '{extra[0]}'; choices: {names}")
         for choice, full in zip(self._choices, self._full_choices):
             option = arch[choice.name]
             if option not in choice.options:

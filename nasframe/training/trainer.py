@@ -51,6 +51,13 @@ class TrainerConfig:
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
     stop_after_epoch: Optional[int] = None  # stop (with a checkpoint) after this epoch; resume later
     progress: bool = True  # show a progress bar
+    # -- speed options (GPU); the defaults are exact fp32 eager training --------------------------------------
+    precision: str = "fp32"  # fp32 | bf16: forward and loss under bf16 autocast (weights, grads, SGD stay fp32)
+    channels_last: bool = False  # NHWC memory layout for the supernet and its inputs (faster convs on tensor cores)
+    sgd_impl: str = "default"  # default | foreach | fused: torch.optim.SGD's implementation
+    cudnn_benchmark: bool = False  # let cuDNN autotune convolution algorithms (CUDA only)
+    finite_check_every: int = 1  # steps between host-side checks for a non-finite loss (1 = every step, exact step
+    # reported; larger avoids a host sync per step on a GPU; never a checkpoint with a non-finite loss behind it)
 
     def check(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0:
@@ -59,6 +66,12 @@ class TrainerConfig:
             )
         if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
             raise ConfigError("trainer.stop_after_epoch must be >= 1 (or null)")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"trainer.precision: {self.precision!r} is not one of fp32, bf16")
+        if self.sgd_impl not in ("default", "foreach", "fused"):
+            raise ConfigError(f"trainer.sgd_impl: {self.sgd_impl!r} is not one of default, foreach, fused")
+        if self.finite_check_every < 1:
+            raise ConfigError("trainer.finite_check_every must be >= 1")
 
 
 class SupernetTrainer:
@@ -92,6 +105,11 @@ class SupernetTrainer:
         self.distributed = distributed
         self.space_description = json.dumps(space_description or {}, sort_keys=True)
         self.device = next(supernet.parameters()).device
+        if config.channels_last:
+            self.supernet = supernet.to(memory_format=torch.channels_last)
+        if config.cudnn_benchmark and self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self._nonfinite_steps = torch.zeros((), dtype=torch.long, device=self.device)
         self._make_optimizer(from_epoch=0)
         self.epoch = 0
         self.step_in_epoch = 0
@@ -103,16 +121,25 @@ class SupernetTrainer:
     def _make_optimizer(self, from_epoch: int) -> None:
         """SGD over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
         cfg = self.config
-        self.optimizer = torch.optim.SGD(
-            self.supernet.parameters(),
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
-        )
+        self.optimizer = self._sgd(cfg.lr)
         steps = max(1, (cfg.epochs - from_epoch) * len(self.loader))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps, eta_min=cfg.min_lr)
         self._schedule_start = from_epoch
+
+    def _sgd(self, lr: float) -> torch.optim.SGD:
+        cfg = self.config
+        impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(cfg.sgd_impl, {})
+        try:
+            optimizer = torch.optim.SGD(self.supernet.parameters(), lr=lr, momentum=cfg.momentum,
+                                        nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay, **impl)
+        except RuntimeError as exc:
+            raise ConfigError(f"trainer.sgd_impl={cfg.sgd_impl} is not available here: {exc}") from None
+        if cfg.sgd_impl == "fused" and cfg.momentum > 0:
+            # the fused kernel needs every buffer of a step to exist, but a single-path step meets params that
+            # had no step yet; a zero buffer gives the same first step (buf = momentum * 0 + grad) as none
+            for p in self.supernet.parameters():
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return optimizer
 
     def _restructure(self) -> None:
         """Let the sampler change the supernet's structure at an epoch boundary (few-shot splits)."""
@@ -158,21 +185,21 @@ class SupernetTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         batch_size = len(y)
         x, y = self._local(x, y)
-        logits = self.supernet(x)
-        loss = F.cross_entropy(logits, y)  # over this rank's slice; the global loss is the mean over ranks
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            logits = self.supernet(x)
+            loss = F.cross_entropy(logits.float(), y)  # this rank's slice; the global loss is the mean over ranks
         hits = (logits.detach().argmax(dim=1) == y).sum()
         if ranks.enabled:  # one all-reduce for the global loss (checked on every rank) and hit count
             totals = ranks.sum(torch.stack([loss.detach(), hits.to(loss.dtype)]))
             global_loss, hits = totals[0] / ranks.world_size, totals[1].round().long()
         else:
             global_loss = loss.detach()
-        if not torch.isfinite(global_loss):
-            raise NonFiniteLossError(
-                f"non-finite training loss ({global_loss.item()}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, "
-                f"path {arch.describe() if hasattr(arch, 'describe') else dict(arch)}; the last good checkpoint is kept"
-                + (f" in {self.run_dir}" if self.run_dir else "")
-                + " (lower trainer.lr or raise trainer.grad_clip)"
-            )
+        self._nonfinite_steps += ~torch.isfinite(global_loss)
+        if self.config.finite_check_every == 1:
+            self._raise_if_nonfinite(f"at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, path "
+                                     f"{arch.describe() if hasattr(arch, 'describe') else dict(arch)}")
         loss.backward()
         ranks.average_gradients(self.supernet.parameters())
         if self.config.grad_clip > 0:
@@ -189,6 +216,17 @@ class SupernetTrainer:
             data_order.observe(indices, {"logit_grad_norm": norms})
         return global_loss, hits
 
+    def _raise_if_nonfinite(self, where: str) -> None:
+        """Stop the run if a step since the last check had a non-finite loss (one host sync)."""
+        if int(self._nonfinite_steps):
+            count = int(self._nonfinite_steps)
+            self._nonfinite_steps.zero_()
+            raise NonFiniteLossError(
+                f"non-finite training loss {where}" + (f" ({count} steps since the last check)" if count > 1 else "")
+                + "; the last good checkpoint is kept" + (f" in {self.run_dir}" if self.run_dir else "")
+                + " (lower trainer.lr or raise trainer.grad_clip)"
+            )
+
     def _local(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's slice of a global batch (the whole batch in a single process)."""
         if not self.distributed.enabled:
@@ -202,11 +240,7 @@ class SupernetTrainer:
         drawn with ``seed`` (perturbation selection fine-tunes between decisions). Checkpoints, the schedule
         and the data sampler are left alone; returns the mean loss."""
         saved = self.optimizer, self.scheduler
-        cfg = self.config
-        self.optimizer = torch.optim.SGD(
-            self.supernet.parameters(), lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
-        )
+        self.optimizer = self._sgd(lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
         batches = CyclingBatches(InMemoryLoader(self.loader.split, self.loader.batch_size, seed=seed,
                                                 transform=self.loader.transform))
@@ -219,6 +253,7 @@ class SupernetTrainer:
                 total += loss
         finally:
             self.optimizer, self.scheduler = saved
+        self._raise_if_nonfinite("while fine-tuning")
         return total.item() / max(steps, 1)
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -269,6 +304,8 @@ class SupernetTrainer:
             self.step_in_epoch += 1
             self.global_step += 1
             progress.update(1)
+            if cfg.finite_check_every > 1 and self.global_step % cfg.finite_check_every == 0:
+                self._raise_if_nonfinite(f"in epoch {self.epoch + 1}, by step {self.step_in_epoch}")
             if self.global_step % cfg.log_every == 0:
                 mean_loss = (window_loss / window_steps).item()  # the only host sync, every log_every steps
                 self._scalar("train/loss", mean_loss)
@@ -279,6 +316,7 @@ class SupernetTrainer:
 
     def _end_epoch(self, save: bool) -> None:
         cfg = self.config
+        self._raise_if_nonfinite(f"in epoch {self.epoch + 1}")  # before anything of this epoch is saved
         self.sampler.end_epoch(self.epoch, cfg.epochs)
         self.loader.data_order.end_epoch(self.epoch, cfg.epochs)
         if self.writer is not None:
