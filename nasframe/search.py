@@ -142,7 +142,8 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet, held_out: str = "vali
     if held_out not in ("valid", "test"):
         raise ConfigError(f"held-out split must be valid or test, got {held_out!r}")
     data = setup.data
-    return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare)
+    return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
+                             space=setup.space)
 
 
 def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Any:

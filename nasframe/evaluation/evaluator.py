@@ -19,6 +19,7 @@ from nasframe.core.modules import Supernet
 from nasframe.data.base import TensorSplit, Transform
 from nasframe.errors import ConfigError
 from nasframe.core.modules import Mixture
+from nasframe.core.space import SearchSpace
 from nasframe.evaluation.bn import batch_statistics, recalibrate_batchnorm
 
 
@@ -28,10 +29,20 @@ class EvaluatorConfig:
     bn_recalibration_batches: int = 2  # training batches for BN recalibration; 0 keeps the trained statistics
     bn_batch_size: int = 128
     bn_seed: int = 0  # which training images recalibrate BN (fixed for all archs)
+    # -- the fast scoring pass (nasframe/evaluation/scoring.py); the defaults score the supernet path in fp32 ----
+    fold_bn: bool = False  # score the extracted path with BatchNorm folded into its convolutions
+    precision: str = "fp32"  # fp32 | bf16: the scoring pass's dtype (BN recalibration stays fp32)
+    channels_last: bool = False  # NHWC layout for the scoring pass
 
     def check(self) -> None:
         if self.batch_size < 1 or self.bn_batch_size < 1 or self.bn_recalibration_batches < 0:
             raise ConfigError("evaluator: need batch_size >= 1, bn_batch_size >= 1, bn_recalibration_batches >= 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"evaluator.precision: {self.precision!r} is not one of fp32, bf16")
+
+    @property
+    def fast(self) -> bool:
+        return self.fold_bn or self.precision != "fp32" or self.channels_last
 
 
 @torch.no_grad()
@@ -55,10 +66,15 @@ class SupernetEvaluator:
         train: TensorSplit | None,
         config: EvaluatorConfig | None = None,
         prepare: Transform | None = None,
+        space: SearchSpace | None = None,
     ) -> None:
-        """``held_out`` and ``train`` hold stored inputs; ``prepare`` (if any) makes them model inputs, once."""
+        """``held_out`` and ``train`` hold stored inputs; ``prepare`` (if any) makes them model inputs, once.
+        ``space`` builds the standalone path for the fast scoring pass (``fold_bn``, bf16, channels-last)."""
         self.config = config or EvaluatorConfig()
         self.config.check()
+        if self.config.fast and space is None:
+            raise ConfigError("evaluator: fold_bn, bf16 and channels_last score the extracted path: pass the space")
+        self.space = space
         self.supernet = supernet
         device = next(supernet.parameters()).device
         held_out = held_out.to(device)
@@ -77,6 +93,7 @@ class SupernetEvaluator:
                 batch = train.x[idx].to(device)
                 self.bn_batches.append(prepare(batch, None) if prepare else batch)
         self.cache: dict[Arch, float] = {}
+        self._fast_inputs: torch.Tensor | None = None
 
     def prepare(self, arch: Mapping[str, str]) -> None:
         """Activate ``arch`` and recalibrate BN for it; leaves the supernet in eval mode."""
@@ -90,9 +107,23 @@ class SupernetEvaluator:
         score = self.cache.get(arch)
         if score is None:
             self.prepare(arch)
-            score = accuracy(self.supernet, self.held_out, self.config.batch_size)
+            score = self._fast_score(arch) if self.config.fast else accuracy(self.supernet, self.held_out,
+                                                                             self.config.batch_size)
             self.cache[arch] = score
         return score
+
+    def _fast_score(self, arch: Arch) -> float:
+        """Accuracy of the extracted path, BN folded / bf16 / channels-last as configured."""
+        from nasframe.evaluation.scoring import scoring_network
+        from nasframe.export.extract import extract
+
+        cfg = self.config
+        dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+        if self._fast_inputs is None:  # the held-out inputs, cast and laid out once
+            x = self.held_out.x.to(dtype)
+            self._fast_inputs = x.contiguous(memory_format=torch.channels_last) if cfg.channels_last and x.dim() == 4 else x
+        net = scoring_network(extract(self.space, self.supernet, arch), cfg.fold_bn, dtype, cfg.channels_last)
+        return accuracy(net, TensorSplit(self._fast_inputs, self.held_out.y), cfg.batch_size)
 
     def clear_cache(self) -> None:
         """Forget cached scores (after the supernet's weights changed, e.g. fine-tuning between decisions)."""
