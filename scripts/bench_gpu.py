@@ -148,11 +148,16 @@ def fast_scoring(space, supernet, train, test, archs, args, device, recalibrate:
                              channels_last=cuda, bn_batch_size=args.bn_batch,
                              bn_recalibration_batches=args.recal_images // args.bn_batch if recalibrate else 0)
     evaluator = SupernetEvaluator(supernet, test, train, config, prepare=Normalize(MEAN, STD), space=space)
-    evaluator(archs[0])
+    return archs_per_second(evaluator, archs, device)
+
+
+def archs_per_second(score, archs, device: torch.device) -> float:
+    """Rate of ``score(arch)`` over ``archs[1:]``, after ``archs[0]`` as a warm-up."""
+    score(archs[0])
     sync(device)
     start = time.perf_counter()
     for arch in archs[1:]:
-        evaluator(arch)
+        score(arch)
     sync(device)
     return (len(archs) - 1) / (time.perf_counter() - start)
 
@@ -180,13 +185,7 @@ def plain_scoring(space, supernet, train, test, archs, args, device, recalibrate
             correct += (supernet(x.to(device)).argmax(1).cpu() == y).sum().item()
         return correct / len(test.y)
 
-    one(archs[0])
-    sync(device)
-    start = time.perf_counter()
-    for arch in archs[1:]:
-        one(arch)
-    sync(device)
-    return (len(archs) - 1) / (time.perf_counter() - start)
+    return archs_per_second(one, archs, device)
 
 
 def main() -> None:
