@@ -33,6 +33,7 @@ import torch
 
 from nasframe.hardware import describe_device
 from nasframe.hardware.external import default_table_path, fit_from_measurements, read_latency_table
+from nasframe.hardware.evaluate import best_prediction_seconds
 from nasframe.hardware.metrics import latency_metrics
 from search_spaces.nb201 import NB201Space
 
@@ -48,15 +49,7 @@ def batch_size_of(column: str) -> int | None:
 
 
 def predictions_per_second(predictor, archs, repeats: int) -> dict[str, float]:
-    matrix = predictor.encoder.encode(archs)
-    best_matvec, best_end_to_end = float("inf"), float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predictor.predict_matrix(matrix)
-        best_matvec = min(best_matvec, time.perf_counter() - start)
-        start = time.perf_counter()
-        predictor.predict(archs)
-        best_end_to_end = min(best_end_to_end, time.perf_counter() - start)
+    best_matvec, best_end_to_end = best_prediction_seconds(predictor, predictor.encoder.encode(archs), archs, repeats)
     return {
         "population": len(archs),
         "matvec_per_s": len(archs) / best_matvec,

@@ -61,12 +61,9 @@ def random_option_indices(predictor: LatencyPredictor, count: int, rng: np.rando
     return np.stack([rng.integers(size, size=count) for size in sizes], axis=1)
 
 
-def predictions_per_second(predictor: LatencyPredictor, space: SearchSpace, population: int,
-                           rng: np.random.Generator, repeats: int = 5) -> dict[str, Any]:
-    """Best-of-``repeats`` throughput of :meth:`LatencyPredictor.predict_matrix` on ``population`` archs, and of
-    :meth:`LatencyPredictor.predict` (encoding included) on a population of Arch objects of up to 20,000."""
-    matrix = predictor.encoder.from_option_indices(random_option_indices(predictor, population, rng))
-    archs = [space.sample(rng) for _ in range(min(population, 20_000))]
+def best_prediction_seconds(predictor: LatencyPredictor, matrix: np.ndarray, archs: list, repeats: int
+                            ) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of ``predict_matrix(matrix)`` and of ``predict(archs)`` (encoding included)."""
     best_matvec = best_archs = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -75,6 +72,16 @@ def predictions_per_second(predictor: LatencyPredictor, space: SearchSpace, popu
         start = time.perf_counter()
         predictor.predict(archs)
         best_archs = min(best_archs, time.perf_counter() - start)
+    return best_matvec, best_archs
+
+
+def predictions_per_second(predictor: LatencyPredictor, space: SearchSpace, population: int,
+                           rng: np.random.Generator, repeats: int = 5) -> dict[str, Any]:
+    """Best-of-``repeats`` throughput of :meth:`LatencyPredictor.predict_matrix` on ``population`` archs, and of
+    :meth:`LatencyPredictor.predict` (encoding included) on a population of Arch objects of up to 20,000."""
+    matrix = predictor.encoder.from_option_indices(random_option_indices(predictor, population, rng))
+    archs = [space.sample(rng) for _ in range(min(population, 20_000))]
+    best_matvec, best_archs = best_prediction_seconds(predictor, matrix, archs, repeats)
     return {
         "matvec_population": population, "matvec_per_s": population / best_matvec,
         "end_to_end_population": len(archs), "end_to_end_per_s": len(archs) / best_archs,
