@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from nasframe.core.arch import Arch
+from nasframe.core.pooling import AvgPool2d
 from nasframe.core.choice import Choice
 from nasframe.core.modules import OpChoice, Supernet, node_sum
 from nasframe.core.space import EdgeGroup, SearchSpace
@@ -140,7 +141,7 @@ def make_op(name: str, channels: int, stride: int, affine: bool, pool_bn: bool =
         pool = (
             nn.MaxPool2d(3, stride=stride, padding=1)
             if name == "max_pool_3x3"
-            else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+            else AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
         )
         return nn.Sequential(pool, nn.BatchNorm2d(c, affine=False)) if pool_bn else pool
     if name == "skip_connect":
@@ -304,7 +305,7 @@ class AuxiliaryHead(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             nn.ReLU(inplace=True),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
+            AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
             nn.Conv2d(channels, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from nasframe.core.arch import Arch
+from nasframe.core.pooling import AvgPool2d
 from nasframe.core.choice import Choice
 from nasframe.core.modules import OpChoice, Supernet, Zero, node_sum
 from nasframe.core.space import SearchSpace
@@ -59,7 +60,7 @@ _OP_FACTORIES: dict[str, Callable[[int, bool], nn.Module]] = {
     "skip_connect": lambda c, affine: nn.Identity(),
     "nor_conv_1x1": lambda c, affine: ReLUConvBN(c, c, 1, affine=affine),
     "nor_conv_3x3": lambda c, affine: ReLUConvBN(c, c, 3, affine=affine),
-    "avg_pool_3x3": lambda c, affine: nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+    "avg_pool_3x3": lambda c, affine: AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
 }
 
 
@@ -95,7 +96,7 @@ class ResidualReduction(nn.Module):
         self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2, affine=affine)
         self.conv_b = ReLUConvBN(c_out, c_out, 3, stride=1, affine=affine)
         self.shortcut = nn.Sequential(
-            nn.AvgPool2d(kernel_size=2, stride=2, padding=0), nn.Conv2d(c_in, c_out, 1, bias=False)
+            AvgPool2d(kernel_size=2, stride=2, padding=0), nn.Conv2d(c_in, c_out, 1, bias=False)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
