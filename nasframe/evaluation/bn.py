@@ -19,6 +19,14 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
+def ensure_eval(model: nn.Module) -> None:
+    """Put ``model`` in eval mode, walking it with ``eval()`` only when some module is in training mode: a
+    supernet has thousands of modules, and ``eval()`` sets the flag on each through ``nn.Module.__setattr__``,
+    which costs more than scoring a small arch."""
+    if any(m.training for m in model.modules()):
+        model.eval()
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Re-estimate the running statistics of every BatchNorm from ``batches``; returns the batch count.
@@ -27,7 +35,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
     in eval mode. Layers that are not on the active path are reset and stay unused.
     """
     layers = batchnorm_layers(model)
-    model.eval()
+    ensure_eval(model)
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]

@@ -20,7 +20,7 @@ from nasframe.data.base import TensorSplit, Transform
 from nasframe.errors import ConfigError
 from nasframe.core.modules import Mixture
 from nasframe.core.space import SearchSpace
-from nasframe.evaluation.bn import batch_statistics, recalibrate_batchnorm
+from nasframe.evaluation.bn import batch_statistics, ensure_eval, recalibrate_batchnorm
 
 
 @dataclass
@@ -48,7 +48,7 @@ class EvaluatorConfig:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: TensorSplit, batch_size: int = 512) -> float:
     """Top-1 accuracy (%) of ``model`` in eval mode on ``data``."""
-    model.eval()
+    ensure_eval(model)
     correct = torch.zeros((), dtype=torch.long, device=data.y.device)
     for start in range(0, len(data), batch_size):
         logits = model(data.x[start : start + batch_size])
@@ -100,7 +100,7 @@ class SupernetEvaluator:
         self.supernet.set_arch(arch)
         if self.bn_batches:
             recalibrate_batchnorm(self.supernet, self.bn_batches)
-        self.supernet.eval()
+        ensure_eval(self.supernet)
 
     def __call__(self, arch: Mapping[str, str]) -> float:
         arch = arch if isinstance(arch, Arch) else Arch(arch)
