@@ -21,6 +21,8 @@ from nasframe.training.trainer import TrainerConfig
 @dataclass
 class ConstraintsConfig:
     max_params: Optional[int] = None  # reject archs whose standalone subnet has more parameters
+    latency_table: Optional[str] = None  # a latency table JSON (`nasframe latency` writes one) for this space
+    max_latency_ms: Optional[float] = None  # reject archs predicted slower (needs latency_table)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,7 +32,7 @@ from nasframe.export.save import save_export
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector, check_sampler
-from nasframe.selection.constraints import Constraint, ParamBudget
+from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
 from nasframe.training.checkpoint import resolve_checkpoint
 from nasframe.training.distributed import DistributedContext
 from nasframe.training.trainer import SupernetTrainer, TrainerConfig
@@ -104,9 +105,23 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     check_sampler(selector, sampler)
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
     resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
-    constraints: list[Constraint] = [ParamBudget(space, cfg.constraints.max_params)] if cfg.constraints.max_params else []
+    constraints = build_constraints(cfg.constraints, space)
+    selector.check_constraints(constraints)
     return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch,
                        resume_from, distributed)
+
+
+def build_constraints(node: Any, space: SearchSpace) -> list[Constraint]:
+    """The selection constraints of a ``constraints`` config node: parameter and latency budgets."""
+    constraints: list[Constraint] = []
+    if node.max_params:
+        constraints.append(ParamBudget(space, node.max_params))
+    if node.max_latency_ms is not None and not node.latency_table:
+        raise ConfigError("constraints.max_latency_ms needs constraints.latency_table: a latency table of this space "
+                          "(build one with `nasframe latency`)")
+    if node.latency_table:
+        constraints.append(load_latency_budget(space, node.latency_table, node.max_latency_ms))
+    return constraints
 
 
 def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_epoch: int | None = None) -> SupernetTrainer:
@@ -294,15 +309,30 @@ def _select_and_export(
         files["program"] = paths.program
     outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), result.score, test_acc, params, max_diff, files)
     timings = {"train": train_seconds, "select": select_seconds, "total": time.perf_counter() - started}
-    (run_dir / "report.md").write_text(render_report(cfg, space, data.summary(), history, result, outcome, timings))
+    (run_dir / "report.md").write_text(
+        render_report(cfg, space, data.summary(), history, result, outcome, timings, setup.constraints)
+    )
     summary = {
         "space": cfg.space.name, "dataset": cfg.dataset.name, "sampler": cfg.sampler.name, "selector": cfg.selector.name,
         "seed": cfg.seed, "arch": outcome.native, "valid_accuracy": outcome.valid_accuracy,
         "test_accuracy": outcome.test_accuracy, "params": outcome.params, "archs_evaluated": len(result.history),
         "seconds": timings,
     }
+    latency = latency_source(setup.constraints)
+    if latency is not None:
+        summary["predicted_latency_ms"] = latency.latency(result.arch)
     (run_dir / "outcome.json").write_text(json.dumps(summary, indent=1) + "\n")  # read by `nasframe gather`
     return outcome
+
+
+def _pareto_section(result: SelectionResult) -> list[str]:
+    front = result.details.get("pareto_front")
+    if not front:
+        return []
+    lines = ["## Accuracy / predicted latency Pareto front of the evaluated archs", "",
+             "| predicted latency (ms) | valid accuracy | arch |", "| ---: | ---: | --- |"]
+    lines += [f"| {p['latency_ms']:.3f} | {p['score']:.2f}% | `{p['arch']}` |" for p in front]
+    return [*lines, ""]
 
 
 def render_report(
@@ -313,8 +343,10 @@ def render_report(
     result: SelectionResult,
     outcome: SearchOutcome,
     timings: dict[str, float],
+    constraints: Sequence[Constraint] = (),
 ) -> str:
     last = history[-1] if history else None
+    latency = latency_source(constraints)
     lines = [
         "# nasframe search report",
         "",
@@ -325,6 +357,7 @@ def render_report(
         + (f"; last epoch loss {last['loss']:.4f}, train accuracy {last['accuracy']:.2f}%" if last else ""),
         f"- selection: {len(result.history)} archs evaluated with inherited weights on the valid split"
         f" (BN recalibrated on {cfg.evaluator.bn_recalibration_batches} x {cfg.evaluator.bn_batch_size} training images)",
+        *([f"- constraints: {'; '.join(c.describe() for c in constraints)}"] if constraints else []),
         "",
         "## Selected architecture",
         "",
@@ -333,11 +366,14 @@ def render_report(
         "| metric | value |",
         "| --- | --- |",
         f"| valid accuracy, supernet weights | {outcome.valid_accuracy:.2f}% |",
+        *([f"| predicted latency ({latency.predictor.key.device}) | {latency.latency(result.arch):.3f} ms |"]
+          if latency is not None else []),
         f"| test accuracy, exported subnet (inherited weights, no retraining) | {outcome.test_accuracy:.2f}% |",
         f"| parameters | {outcome.params:,} |",
         f"| max abs difference, exported subnet vs supernet path | {outcome.export_max_abs_diff:.3g} |",
         f"| time: training / selection / total | {timings['train']:.1f} s / {timings['select']:.1f} s / {timings['total']:.1f} s |",
         "",
+        *_pareto_section(result),
         "## Files",
         "",
         *[f"- {name}: `{path.relative_to(outcome.run_dir)}`" for name, path in outcome.files.items()],

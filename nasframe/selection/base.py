@@ -126,12 +126,22 @@ class Selector(Configurable, ABC):
         ``sampler`` is the sampler that trained the supernet (magnitude selection reads its architecture
         parameters); ``tune(steps, space)`` fine-tunes the supernet between decisions (perturbation selection).
         Query-based selectors use neither."""
+        self.check_constraints(constraints)
         log = QueryLog(evaluate, max_queries)
         try:
             self._search(space, log, constraints, np.random.default_rng(seed), supernet)
         except QueryBudgetExhausted:
             pass
-        return log.result()
+        result = log.result()
+        result.details.update(self._details(space, log, constraints))
+        return result
+
+    def check_constraints(self, constraints: Sequence[Constraint]) -> None:
+        """Refuse constraints the selector cannot work with (called before training starts, and by select)."""
+
+    def _details(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint]) -> dict[str, Any]:
+        """A selector-specific record for :attr:`SelectionResult.details` (e.g. a Pareto front)."""
+        return {}
 
     @abstractmethod
     def _search(

@@ -5,6 +5,14 @@ a population of archs meeting the constraints is evaluated with inherited weight
 ``parents`` best archs seen so far breed the next population, half by mutation (each choice re-drawn with
 probability ``mutation_prob``) and half by uniform crossover of two parents. Children that violate a
 constraint or were already evaluated are rejected and drawn again. The best arch ever evaluated is returned.
+
+Latency. A latency budget (``constraints.max_latency_ms`` with a latency table) is a constraint like any other:
+no arch predicted slower is sampled, bred or evaluated ("Once-for-All: Train One Network and Specialize it for
+Efficient Deployment" searches its supernet this way). With ``objective=pareto`` the search has two objectives,
+accuracy up and predicted latency down: the parents of each generation are the best archs seen so far in
+NSGA-II's order (non-dominated fronts, then crowding distance; "A Fast and Elitist Multiobjective Genetic
+Algorithm: NSGA-II"), and the result records the accuracy/latency Pareto front of every arch evaluated
+(``details["pareto_front"]``); the returned arch is still the most accurate one (within the budget, if any).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -21,7 +30,10 @@ from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
 from nasframe.selection.base import QueryLog, Selector, sample_satisfying
-from nasframe.selection.constraints import Constraint, satisfies
+from nasframe.selection.constraints import Constraint, LatencyBudget, latency_source, satisfies
+from nasframe.selection.pareto import nsga2_best, pareto_front
+
+OBJECTIVES = ("accuracy", "pareto")
 
 
 @dataclass
@@ -32,6 +44,7 @@ class EvolutionConfig:
     mutation_prob: float = 0.1  # per-choice probability of re-drawing the option
     mutation_share: float = 0.5  # share of each new population made by mutation (the rest by crossover)
     max_tries: int = 1000  # draws allowed per child before giving up on it
+    objective: str = "accuracy"  # accuracy | pareto (accuracy and predicted latency; needs a latency table)
 
 
 @SELECTORS.register("evolutionary")
@@ -46,10 +59,36 @@ class EvolutionarySearch(Selector):
             raise ConfigError("selector: population_size, generations and parents must be >= 1")
         if not (0 <= cfg.mutation_prob <= 1 and 0 <= cfg.mutation_share <= 1):
             raise ConfigError("selector: mutation_prob and mutation_share must be in [0, 1]")
+        if cfg.objective not in OBJECTIVES:
+            raise ConfigError(f"selector.objective: {cfg.objective!r} is not one of {', '.join(OBJECTIVES)}")
+
+    def check_constraints(self, constraints: Sequence[Constraint]) -> None:
+        if self.config.objective == "pareto" and latency_source(constraints) is None:
+            raise ConfigError("selector.objective=pareto needs predicted latencies: set constraints.latency_table to a "
+                              "latency table of this space (build one with `nasframe latency`)")
+
+    def _parents(self, log: QueryLog, latency: LatencyBudget | None) -> list[Arch]:
+        """The ``parents`` best archs seen so far: by score, or in NSGA-II order (Pareto mode)."""
+        if latency is None:
+            return heapq.nlargest(self.config.parents, log.scores, key=log.scores.__getitem__)
+        archs = list(log.scores)
+        scores = np.array([log.scores[a] for a in archs])
+        return [archs[i] for i in nsga2_best(scores, latency.latencies(archs), self.config.parents)]
+
+    def _details(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint]) -> dict[str, Any]:
+        latency = latency_source(constraints)
+        if self.config.objective != "pareto" or latency is None or not log.scores:
+            return {}
+        archs = list(log.scores)
+        scores, ms = np.array([log.scores[a] for a in archs]), latency.latencies(archs)
+        front = [{"arch": space.format(archs[i]), "score": float(scores[i]), "latency_ms": float(ms[i])}
+                 for i in pareto_front(scores, ms)]
+        return {"pareto_front": front, "latency": latency.describe()}
 
     def _search(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint],
                 rng: np.random.Generator, supernet: nn.Module | None) -> None:
         cfg = self.config
+        latency = latency_source(constraints) if cfg.objective == "pareto" else None
         population = self._distinct(
             lambda: sample_satisfying(space, rng, constraints, cfg.max_tries), cfg.population_size, set(), constraints
         )
@@ -58,7 +97,7 @@ class EvolutionarySearch(Selector):
                 log(arch, round=generation)
             if generation == cfg.generations - 1:
                 break
-            parents = heapq.nlargest(cfg.parents, log.scores, key=log.scores.__getitem__)
+            parents = self._parents(log, latency)
             n_mutants = round(cfg.population_size * cfg.mutation_share)
             seen = set(log.scores)
 
