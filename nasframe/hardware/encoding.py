@@ -8,7 +8,7 @@ plus an intercept, and the predictions for a whole population are one matrix-vec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -16,10 +16,19 @@ from nasframe.core.choice import Choice
 from nasframe.errors import InvalidArchError
 
 
-class TermEncoder:
-    """Columns ``(choice, option)`` of the choices given, and the 0/1 encoding of archs over them."""
+ArchMap = Callable[[Mapping[str, str]], Mapping[str, str]]
 
-    def __init__(self, choices: Sequence[Choice]) -> None:
+
+class TermEncoder:
+    """Columns ``(choice, option)`` of the choices given, and the 0/1 encoding of archs over them.
+
+    ``arch_map`` (optional) turns an arch of the search space into an arch over these choices first: a space
+    whose latency is not additive in its own choices declares *table choices* that are (MobileNet: one choice
+    per block position with options ``skipped`` or ``k<kernel>_e<expand>``, since a block's cost depends on its
+    kernel and expand ratio together, and on whether the stage depth reaches it)."""
+
+    def __init__(self, choices: Sequence[Choice], arch_map: ArchMap | None = None) -> None:
+        self.arch_map = arch_map
         self.choices: tuple[Choice, ...] = tuple(choices)
         if not self.choices:
             raise InvalidArchError("a term encoder needs at least one choice")
@@ -42,6 +51,8 @@ class TermEncoder:
         """``(n_archs, n_choices)`` int array: the index of each arch's option in each choice."""
         rows = []
         for arch in archs:
+            if self.arch_map is not None:
+                arch = self.arch_map(arch)
             try:
                 rows.append([lookup[arch[c.name]] for c, lookup in zip(self.choices, self._option_index)])
             except KeyError as exc:
@@ -68,6 +79,8 @@ class TermEncoder:
     def encode_one(self, arch: Mapping[str, str]) -> np.ndarray:
         """One arch's 0/1 row (column by column; :meth:`encode` is the vectorised form)."""
         row = np.zeros(self.num_terms, dtype=np.float64)
+        if self.arch_map is not None:
+            arch = self.arch_map(arch)
         for choice in self.choices:
             if choice.name not in arch:
                 raise InvalidArchError(f"arch has no option for choice '{choice.name}'")

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nasframe.core.choice import Choice
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
 from nasframe.hardware.device import describe_device
@@ -59,6 +60,22 @@ class LatencyAdapter(Protocol):
 
     def build_network(self, arch: Mapping[str, str]) -> nn.Module:
         """The standalone network of ``arch`` (whole-arch measurements)."""
+
+    # Optional, for spaces whose latency is not additive in their own choices (see TermEncoder):
+    #   table_choices() -> Sequence[Choice]: the choices the table has terms for (option_instances is then
+    #       asked about these);
+    #   table_arch(arch) -> Mapping[str, str]: an arch of the space as an arch over the table choices.
+
+
+def table_choices(space: SearchSpace, adapter: LatencyAdapter) -> Sequence[Choice]:
+    """The choices the latency table has terms for: the adapter's table choices, else the space's."""
+    own = getattr(adapter, "table_choices", None)
+    return tuple(own()) if callable(own) else space.choices
+
+
+def table_arch_map(adapter: LatencyAdapter) -> Callable[[Mapping[str, str]], Mapping[str, str]] | None:
+    """The adapter's map from space archs to table archs, if it declares table choices."""
+    return getattr(adapter, "table_arch", None) if callable(getattr(adapter, "table_choices", None)) else None
 
 
 def find_adapter(space: SearchSpace) -> LatencyAdapter:
@@ -126,7 +143,8 @@ def build_lut(
 
     fixed_ms = sum(record(instance, None, None) for instance in adapter.fixed_instances())
     terms = []
-    for choice in space.choices:
+    choices = table_choices(space, adapter)
+    for choice in choices:
         for option in choice.options:
             terms.append(sum(record(inst, choice.name, option) for inst in adapter.option_instances(choice.name, option)))
     key = PredictorKey(describe_device(device), settings.batch_size, torch.__version__, space.describe())
@@ -135,7 +153,8 @@ def build_lut(
         "distinct_measurements": len(measured),
         "entries": entries,
     }
-    return LatencyPredictor(space.choices, np.array(terms), fixed_ms, key, method="lookup table", details=details)
+    return LatencyPredictor(choices, np.array(terms), fixed_ms, key, method="lookup table", details=details,
+                            arch_map=table_arch_map(adapter))
 
 
 def measure_archs(

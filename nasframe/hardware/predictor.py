@@ -38,7 +38,7 @@ import numpy as np
 
 from nasframe.core.choice import Choice
 from nasframe.errors import NasframeError
-from nasframe.hardware.encoding import TermEncoder
+from nasframe.hardware.encoding import ArchMap, TermEncoder
 
 FORMAT = "nasframe-latency-table"
 FORMAT_VERSION = 1
@@ -136,8 +136,12 @@ class LatencyPredictor:
     def __init__(
         self, choices: Sequence[Choice], terms_ms: np.ndarray, fixed_ms: float, key: PredictorKey,
         scale: float = 1.0, offset: float = 0.0, method: str = "", details: Mapping[str, Any] | None = None,
+        arch_map: ArchMap | None = None,
     ) -> None:
-        self.encoder = TermEncoder(choices)
+        """``arch_map`` maps a space's arch onto ``choices`` when those are the adapter's table choices
+        (:class:`~nasframe.hardware.encoding.TermEncoder`); it is code, so it is not saved: rebind it after
+        loading with :meth:`with_arch_map` (:func:`nasframe.selection.constraints.load_latency_budget` does)."""
+        self.encoder = TermEncoder(choices, arch_map)
         self.terms_ms = np.asarray(terms_ms, dtype=np.float64).copy()
         if self.terms_ms.shape != (self.encoder.num_terms,):
             raise LatencyTableError(f"expected {self.encoder.num_terms} table terms, got shape {self.terms_ms.shape}")
@@ -174,7 +178,15 @@ class LatencyPredictor:
     # -- correction -----------------------------------------------------------------------------------
     def with_correction(self, scale: float, offset: float) -> LatencyPredictor:
         return LatencyPredictor(
-            self.encoder.choices, self.terms_ms, self.fixed_ms, self.key, scale, offset, self.method, self.details
+            self.encoder.choices, self.terms_ms, self.fixed_ms, self.key, scale, offset, self.method, self.details,
+            self.encoder.arch_map,
+        )
+
+    def with_arch_map(self, arch_map: ArchMap | None) -> LatencyPredictor:
+        """A copy that maps each arch with ``arch_map`` before encoding it."""
+        return LatencyPredictor(
+            self.encoder.choices, self.terms_ms, self.fixed_ms, self.key, self.scale, self.offset, self.method,
+            self.details, arch_map,
         )
 
     def calibrate(self, archs: Sequence[Mapping[str, str]], measured_ms: np.ndarray) -> LatencyPredictor:

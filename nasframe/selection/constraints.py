@@ -84,6 +84,7 @@ class LatencyBudget:
 def load_latency_budget(space: SearchSpace, table: str | Path, max_ms: Optional[float]) -> LatencyBudget:
     """A :class:`LatencyBudget` from a latency table file (``nasframe latency`` writes one); the table must have
     been built for this space (same choices and settings), on any device and batch size."""
+    from nasframe.hardware.lut import find_adapter, table_arch_map
     from nasframe.hardware.predictor import LatencyTableError, PredictorKey, load_predictor
 
     predictor = load_predictor(table)
@@ -91,6 +92,9 @@ def load_latency_budget(space: SearchSpace, table: str | Path, max_ms: Optional[
     problems = predictor.key.mismatches(expected, ignore=("device", "batch_size", "torch_version"))
     if problems:
         raise LatencyTableError(f"latency table {table} was built for another space: " + "; ".join(problems))
+    table_names = {c.name for c in predictor.encoder.choices}
+    if table_names != {c.name for c in space.choices}:  # the table has terms for the adapter's table choices
+        predictor = predictor.with_arch_map(table_arch_map(find_adapter(space)))
     return LatencyBudget(predictor, max_ms)
 
 
