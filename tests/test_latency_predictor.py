@@ -95,6 +95,13 @@ def test_calibrate_recovers_a_linear_correction_exactly(toy, rng):
         fit_affine(np.ones(5), np.arange(5.0))
 
 
+def test_a_non_positive_fitted_scale_falls_back_to_the_ratio_of_means():
+    raw = np.array([1.0, 2.0, 3.0, 4.0])
+    measured = np.array([4.0, 3.0, 2.0, 1.0])  # anti-correlated: least squares would give scale -1
+    assert fit_affine(raw, measured) == pytest.approx((2.5 / 2.5, 0.0))
+    assert fit_affine(raw, 2 * raw + 1) == pytest.approx((2.0, 1.0))
+
+
 def test_population_encoding_equals_per_arch_encoding_on_all_nb201_archs():
     space = NB201Space()
     encoder = TermEncoder(space.choices)

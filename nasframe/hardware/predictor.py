@@ -118,7 +118,11 @@ def fit_additive(
 
 
 def fit_affine(raw_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, float]:
-    """``(scale, offset)`` minimising ``sum (scale * raw + offset - measured)^2`` (least squares on ``[raw, 1]``)."""
+    """``(scale, offset)`` minimising ``sum (scale * raw + offset - measured)^2`` (least squares on ``[raw, 1]``).
+
+    When noise swamps the fitting archs (few archs, a busy machine), the least-squares scale can come out zero or
+    negative, which would reverse the table's ranking of archs; the correction is then the ratio of the means
+    (``scale = mean(measured) / mean(raw)``, ``offset = 0``)."""
     raw = np.asarray(raw_ms, dtype=np.float64).ravel()
     y = np.asarray(measured_ms, dtype=np.float64).ravel()
     if raw.size != y.size or raw.size < 2:
@@ -127,6 +131,8 @@ def fit_affine(raw_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, floa
         raise LatencyTableError("an affine correction needs archs whose table sums differ")
     design = np.stack([raw, np.ones_like(raw)], axis=1)
     (scale, offset), *_ = np.linalg.lstsq(design, y, rcond=None)
+    if not scale > 0:
+        return float(y.mean() / raw.mean()), 0.0
     return float(scale), float(offset)
 
 
