@@ -236,9 +236,14 @@ def path_state_dict(module: nn.Module, prefix: str = "") -> dict[str, torch.Tens
     """The state dict of the active path, keyed as in the standalone subnet.
 
     Every :class:`ChoiceModule` is replaced by its :meth:`~ChoiceModule.active_module` under its own prefix
-    (recursively: a few-shot supernet's active module is a whole sub-supernet); every other module contributes
-    its parameters and persistent buffers. Tensors are shared, not copied.
+    (recursively: a few-shot supernet's active module is a whole sub-supernet); an elastic layer (a module with
+    an ``active_state_dict(prefix)`` method, :mod:`nasframe.core.elastic`) contributes the active slices of its
+    weights, keyed as its standalone counterpart; every other module contributes its parameters and persistent
+    buffers. Tensors are shared, not copied (slices are views where the slice is one).
     """
+    active_state_dict = getattr(type(module), "active_state_dict", None)
+    if active_state_dict is not None:
+        return active_state_dict(module, prefix)
     if isinstance(module, ChoiceModule):
         return path_state_dict(module.active_module(), prefix)  # the active module may hold choices itself
     state: dict[str, torch.Tensor] = {}

@@ -92,7 +92,8 @@ SPACES: Registry[Any] = Registry("search space", "nasframe.spaces")
 DATASETS: Registry[Any] = Registry("dataset", "nasframe.datasets", ("nasframe.data.digits", "nasframe.data.cifar10"))
 SAMPLERS: Registry[Any] = Registry(
     "path sampler", "nasframe.samplers",
-    ("nasframe.sampling.uniform", "nasframe.sampling.pada", "nasframe.sampling.fewshot", "nasframe.sampling.darts"),
+    ("nasframe.sampling.uniform", "nasframe.sampling.pada", "nasframe.sampling.fewshot", "nasframe.sampling.darts",
+     "nasframe.sampling.sandwich"),
 )
 SELECTORS: Registry[Any] = Registry(
     "selector", "nasframe.selectors", (

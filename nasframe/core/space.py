@@ -18,7 +18,7 @@ from torch import nn
 from nasframe.core.arch import Arch
 from nasframe.core.choice import Choice
 from nasframe.core.settings import Configurable
-from nasframe.errors import InvalidArchError
+from nasframe.errors import ConfigError, InvalidArchError
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ class SearchSpace(Configurable, ABC):
     name: ClassVar[str] = "space"
     #: the option that removes an edge (``none``), if the space has one
     zero_option: ClassVar[str | None] = None
+    #: True when every choice lists its options from the smallest network to the largest (elastic spaces:
+    #: kernel sizes, expand ratios, depths in increasing order), which gives the space a :meth:`smallest` and a
+    #: :meth:`largest` arch, as the sandwich rule needs
+    options_ordered_by_size: ClassVar[bool] = False
 
     def __init__(self, data: DataSpec | None = None, **settings: Any) -> None:
         self._init_config(settings, where=self.name)
@@ -130,6 +134,24 @@ class SearchSpace(Configurable, ABC):
     def canonical(self, arch: Mapping[str, str]) -> Arch:
         """The representative of ``arch`` 's isomorphism class; the identity unless a space knows better."""
         return self.validate(arch)
+
+    # -- extremes (the sandwich rule) ------------------------------------------------------------------
+    def smallest(self) -> Arch:
+        """The smallest arch: every choice at its first option (spaces with :attr:`options_ordered_by_size`)."""
+        return self._extreme(0, "smallest")
+
+    def largest(self) -> Arch:
+        """The largest arch: every choice at its last option (spaces with :attr:`options_ordered_by_size`)."""
+        return self._extreme(-1, "largest")
+
+    def _extreme(self, position: int, word: str) -> Arch:
+        if not self.options_ordered_by_size:
+            raise ConfigError(
+                f"space '{self.name}' does not order its options by size, so it has no {word} arch (the sandwich "
+                "rule trains the largest and the smallest arch); a space that does sets options_ordered_by_size = "
+                "True or overrides smallest() and largest()"
+            )
+        return self.canonical(Arch({c.name: c.options[position] for c in self._choices}))
 
     # -- sampling and variation ------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Arch:

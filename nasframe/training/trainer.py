@@ -1,6 +1,7 @@
 """SupernetTrainer: single-path supernet training with exact resume.
 
-Each step draws a path from the sampler, activates it, and takes one SGD step on the batch. Gradients are
+Each step draws a path from the sampler, activates it, and takes one SGD step on the batch (a multi-path
+sampler, such as the sandwich rule, gives several paths whose gradients are summed before the step). Gradients are
 set to ``None`` (not zero) before each step, so SGD leaves the weights of inactive ops untouched: no
 momentum or weight decay moves a weight that was not on the path, as in single-path one-shot training.
 The learning rate follows a cosine schedule per step. A checkpoint holds the model, optimiser, scheduler,
@@ -28,7 +29,8 @@ from torch import nn
 from nasframe.core.modules import Supernet
 from nasframe.data.base import CyclingBatches, InMemoryLoader
 from nasframe.errors import CheckpointError, ConfigError, NonFiniteLossError
-from nasframe.sampling.base import PathSampler
+from nasframe.sampling.base import PathGroup, PathSampler
+from nasframe.sampling.sandwich import soft_cross_entropy, soft_targets
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
 from nasframe.training.distributed import SINGLE_PROCESS, DistributedContext, set_cross_rank_batchnorm
 
@@ -170,7 +172,12 @@ class SupernetTrainer:
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One single-path step; returns the detached loss and the number of correct predictions.
+        """One training step; returns the detached loss and the number of correct predictions.
+
+        A single-path sampler gives one path, trained on the batch. A multi-path sampler (``multi_path``, e.g. the
+        sandwich rule) gives a :class:`~nasframe.sampling.base.PathGroup`: every path of it is trained on the batch
+        in turn, the gradients summed over the paths before one optimiser step (see :meth:`_group_backward`); the
+        returned loss is then the sum of the paths' losses and the hit count is the first trained path's.
 
         Adaptive samplers get the step's statistics: the path sampler the loss (and, if it asks, the gradient
         norm of each choice's active option), the data sampler the per-example norm of the loss gradient with
@@ -180,27 +187,27 @@ class SupernetTrainer:
         if self.arch_batches is not None:  # differentiable NAS: the architecture step first (DARTS)
             self.sampler.arch_step(self.supernet, *self._local(*next(self.arch_batches)),
                                    reduce_gradients=ranks.average_gradients if ranks.enabled else None)
-        arch = self.sampler.sample()
-        self.supernet.set_path(arch)
-        self.optimizer.zero_grad(set_to_none=True)
         batch_size = len(y)
-        x, y = self._local(x, y)
-        if self.config.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            logits = self.supernet(x)
-            loss = F.cross_entropy(logits.float(), y)  # this rank's slice; the global loss is the mean over ranks
-        hits = (logits.detach().argmax(dim=1) == y).sum()
-        if ranks.enabled:  # one all-reduce for the global loss (checked on every rank) and hit count
-            totals = ranks.sum(torch.stack([loss.detach(), hits.to(loss.dtype)]))
-            global_loss, hits = totals[0] / ranks.world_size, totals[1].round().long()
+        if getattr(self.sampler, "multi_path", False):
+            group = self.sampler.sample_group()
+            self.optimizer.zero_grad(set_to_none=True)
+            x, y = self._local_input(x, y)
+            loss, logits = self._group_backward(group, x, y)
+            global_loss, hits = self._global_loss(loss, (logits.argmax(dim=1) == y).sum())
+            self._check_step(global_loss, f"in a group of {len(group.paths)} paths (sampler {self.sampler.name})")
+            observed: Any = group
         else:
-            global_loss = loss.detach()
-        self._nonfinite_steps += ~torch.isfinite(global_loss)
-        if self.config.finite_check_every == 1:
-            self._raise_if_nonfinite(f"at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, path "
-                                     f"{arch.describe() if hasattr(arch, 'describe') else dict(arch)}")
-        loss.backward()
+            arch = self.sampler.sample()
+            self.supernet.set_path(arch)
+            self.optimizer.zero_grad(set_to_none=True)
+            x, y = self._local_input(x, y)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+                logits = self.supernet(x)
+                loss = F.cross_entropy(logits.float(), y)  # this rank's slice; the global loss is the mean over ranks
+            global_loss, hits = self._global_loss(loss.detach(), (logits.detach().argmax(dim=1) == y).sum())
+            self._check_step(global_loss, f"path {arch.describe() if hasattr(arch, 'describe') else dict(arch)}")
+            loss.backward()
+            logits, observed = logits.detach(), arch
         ranks.average_gradients(self.supernet.parameters())
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.grad_clip)
@@ -209,12 +216,60 @@ class SupernetTrainer:
             stats["path_grad_norms"] = self.supernet.path_grad_norms()
         self.optimizer.step()
         self.scheduler.step()
-        self.sampler.observe(arch, stats)
+        self.sampler.observe(observed, stats)
         data_order = self.loader.data_order
         if indices is not None and data_order.wants_logit_grad_norms:
-            norms = ranks.gather_slices(logit_gradient_norms(logits.detach(), y), batch_size)
+            norms = ranks.gather_slices(logit_gradient_norms(logits, y), batch_size)
             data_order.observe(indices, {"logit_grad_norm": norms})
         return global_loss, hits
+
+    def _local_input(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of the batch, in the configured memory format."""
+        x, y = self._local(x, y)
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _group_backward(self, group: PathGroup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward every path of ``group`` on ``(x, y)``, gradients accumulating in ``.grad``.
+
+        Paths run in :meth:`PathGroup.order` (the teacher first). Without a teacher each path's loss is the
+        cross-entropy to the labels; with one, the teacher's is, and every other path's is the soft cross-entropy
+        to the teacher's detached softened predictions (in-place distillation). Each backward runs right after its
+        forward, so one path's graph is alive at a time. Returns the detached sum of the losses and the first
+        trained path's detached logits.
+        """
+        targets: torch.Tensor | None = None
+        losses, first_logits = [], None
+        for k in group.order():
+            self.supernet.set_path(group.paths[k])
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+                logits = self.supernet(x).float()
+                if targets is None or k == group.teacher:
+                    loss = F.cross_entropy(logits, y)
+                else:
+                    loss = soft_cross_entropy(logits, targets, group.temperature)
+            if k == group.teacher:
+                targets = soft_targets(logits, group.temperature)
+            if first_logits is None:
+                first_logits = logits.detach()
+            loss.backward()
+            losses.append(loss.detach())
+        return torch.stack(losses).sum(), first_logits  # type: ignore[return-value]
+
+    def _global_loss(self, loss: torch.Tensor, hits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss averaged and the hits summed over data-parallel ranks (one all-reduce)."""
+        ranks = self.distributed
+        if not ranks.enabled:
+            return loss, hits
+        totals = ranks.sum(torch.stack([loss, hits.to(loss.dtype)]))
+        return totals[0] / ranks.world_size, totals[1].round().long()
+
+    def _check_step(self, global_loss: torch.Tensor, path: str) -> None:
+        """Count a non-finite loss; stop now if checking every step (before the optimiser step)."""
+        self._nonfinite_steps += ~torch.isfinite(global_loss)
+        if self.config.finite_check_every == 1:
+            self._raise_if_nonfinite(f"at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, {path}")
 
     def _raise_if_nonfinite(self, where: str) -> None:
         """Stop the run if a step since the last check had a non-finite loss (one host sync)."""
