@@ -87,3 +87,14 @@ def test_a_cpu_table_predicts_fixed_part_plus_active_blocks(space):
         assert predicted == pytest.approx(expected)
     keys = {e["key"] for e in table.details["entries"] if e["choice"]}
     assert table.details["distinct_measurements"] == len(keys) + 3  # blocks 2.. share shapes; + stem, first, head
+
+
+def test_the_accuracy_protocol_runs_on_table_choices(space):
+    """`nasframe latency`'s protocol with a table over table choices and a ridge fit over the space's choices."""
+    from nasframe.hardware.evaluate import evaluate_on_device
+
+    adapter = MobileNetLatencyAdapter(space)
+    predictor, report = evaluate_on_device(space, adapter, FAST, FAST, fit=3, held_out=3, population=1000,
+                                           log=lambda line: None)
+    assert set(report["held_out_metrics"]) == {"table sum", "table + affine correction", "additive fit without table"}
+    assert len(report["archs"]) == 6 and predictor.encoder.arch_map is not None
