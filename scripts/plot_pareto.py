@@ -64,9 +64,10 @@ def main() -> None:
                label="selected (most accurate)")
     if budget.max_ms is not None:
         ax.axvline(budget.max_ms, color="C3", linestyle="--", linewidth=1, label=f"budget {budget.max_ms:g} ms")
-    ax.set_xlabel(f"predicted latency (ms), {budget.predictor.key.device}, batch {budget.predictor.key.batch_size}")
+    ax.set_xlabel(f"predicted latency (ms) at batch {budget.predictor.key.batch_size}")
     ax.set_ylabel("valid accuracy with supernet weights (%)")
-    ax.set_title(f"{cfg.space.name} on {cfg.dataset.name}: accuracy vs predicted latency")
+    ax.set_title(f"{cfg.space.name} on {cfg.dataset.name}: accuracy vs predicted latency\n"
+                 f"{budget.predictor.key.device}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
