@@ -386,3 +386,11 @@ def test_sandwich_search_on_mobilenet_from_the_cli(tmp_path):
     assert record["space"]["name"] == "mobilenet" and "sampler: sandwich" in (run_dir / "report.md").read_text()
     program = torch.export.load(str(run_dir / "export/subnet.pt2")).module()
     assert program(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_data_parallel_training_refuses_batchnorm_without_a_cross_rank_version(space):
+    from nasframe.training.distributed import set_cross_rank_batchnorm
+
+    with pytest.raises(ConfigError, match="ElasticBatchNorm2d layers with no cross-rank version"):
+        set_cross_rank_batchnorm(space.build_supernet(), True)
+    set_cross_rank_batchnorm(space.build_supernet(), False)  # switching off touches nothing

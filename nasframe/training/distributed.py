@@ -181,6 +181,12 @@ def set_cross_rank_batchnorm(model: nn.Module, enabled: bool) -> None:
     layers keep their parameters and buffers; only their class changes, so the trainer switches them on for
     training and off after it, and selection and export see plain ``BatchNorm2d``."""
     source, target = (nn.BatchNorm2d, CrossRankBatchNorm2d) if enabled else (CrossRankBatchNorm2d, nn.BatchNorm2d)
+    if enabled:
+        others = sorted({type(m).__name__ for m in model.modules()
+                         if isinstance(m, nn.modules.batchnorm._BatchNorm) and type(m) not in (source, target)})
+        if others:  # they would normalise per rank: a silent change of the method under data parallelism
+            raise ConfigError(f"data-parallel training normalises BatchNorm over the global batch, but this model has "
+                              f"{', '.join(others)} layers with no cross-rank version: train it in one process")
     for layer in model.modules():
         if type(layer) is source:
             layer.__class__ = target
