@@ -53,3 +53,11 @@ def test_no_state_and_copies_drop_the_divisor_cache():
     assert pool._divisors and pool.state_dict() == {}
     assert copy.deepcopy(pool)._divisors == {} and pickle.loads(pickle.dumps(pool))._divisors == {}
     assert isinstance(pool, nn.AvgPool2d)
+
+
+def test_the_result_does_not_depend_on_the_batch_size():
+    """Data-parallel ranks pool slices of the batch: each slice must give exactly the rows of the whole."""
+    pool = AvgPool2d(3, 1, 1, count_include_pad=False)
+    x = torch.randn(64, 16, 32, 32)
+    whole = pool(x)
+    assert torch.equal(pool(x[:32]), whole[:32]) and torch.equal(pool(x[32:]), whole[32:])

@@ -1,16 +1,18 @@
 """Average pooling that is fast on the CPU.
 
 ``torch.nn.functional.avg_pool2d`` on the CPU is slow for the small feature maps of cell search spaces: on 2
-cores (torch 2.14), a 3x3 stride-1 pool of a 64x8x32x32 tensor takes about 10x the time of a depthwise
-convolution with the same window in the forward pass, and about 4x forward plus backward
-(``scripts/bench_pooling.py``). Cell spaces (NAS-Bench-201, DARTS) put a 3x3 average pool on every edge, so
-this dominates their CPU training and scoring.
+cores (torch 2.14), a 3x3 stride-1 pool of a 64x16x32x32 tensor takes about 4x the time of summing shifted views
+(``scripts/bench_pooling.py``). Cell spaces (NAS-Bench-201, DARTS) put a 3x3 average pool on every edge, so this
+dominates their CPU training and scoring.
 
-:class:`AvgPool2d` is a drop-in ``nn.AvgPool2d`` that computes the same function on the CPU as a depthwise
-convolution with an all-ones window, divided by the window size (``count_include_pad=True``) or by the number of
-in-bounds elements of each window (``count_include_pad=False``). On other devices, for other dtypes, and for
-options the convolution does not express (``ceil_mode``, ``divisor_override``), it calls ``avg_pool2d`` itself.
-It has no parameters and no buffers, so state dicts and exported subnets are unchanged.
+:class:`AvgPool2d` is a drop-in ``nn.AvgPool2d`` that computes the same function on the CPU as a sum of ``k``
+shifted (strided) views of the zero-padded input along the height, then ``k`` along the width, divided by the
+window size (``count_include_pad=True``) or by the number of in-bounds elements of each window
+(``count_include_pad=False``). Every output element is summed in a fixed order from its own window only, so the
+result does not depend on the batch size: a batch split across data-parallel ranks computes exactly what the whole
+batch computes (a convolution-based pool does not guarantee that). On other devices, for other dtypes, and for
+options this does not express (``ceil_mode``, ``divisor_override``), it calls ``avg_pool2d`` itself. It has no
+parameters and no buffers, so state dicts and exported subnets are unchanged.
 """
 
 from __future__ import annotations
@@ -20,8 +22,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def window_sums(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]) -> torch.Tensor:
+    """Sum of each ``k`` window of the zero-padded ``x`` at stride ``s``: shifted strided views added along the
+    height, then along the width."""
+    height, width = x.shape[-2] + 2 * p[0], x.shape[-1] + 2 * p[1]
+    out_h, out_w = (height - k[0]) // s[0] + 1, (width - k[1]) // s[1] + 1
+    padded = F.pad(x, (p[1], p[1], p[0], p[0])) if p[0] or p[1] else x
+    rows = padded[..., 0 : s[0] * (out_h - 1) + 1 : s[0], :]
+    for i in range(1, k[0]):
+        rows = rows + padded[..., i : i + s[0] * (out_h - 1) + 1 : s[0], :]
+    total = rows[..., 0 : s[1] * (out_w - 1) + 1 : s[1]]
+    for j in range(1, k[1]):
+        total = total + rows[..., j : j + s[1] * (out_w - 1) + 1 : s[1]]
+    return total
+
+
 class AvgPool2d(nn.AvgPool2d):
-    """``nn.AvgPool2d`` with a depthwise-convolution path on the CPU (same outputs and gradients)."""
+    """``nn.AvgPool2d`` with a shifted-sum path on the CPU (same outputs and gradients)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -42,10 +59,7 @@ class AvgPool2d(nn.AvgPool2d):
         if not self._conv_path_applies(x):
             return super().forward(x)
         k, s, p = _pair(self.kernel_size), _pair(self.stride or self.kernel_size), _pair(self.padding)
-        channels = x.shape[1]
-        window = x.new_ones(1, 1, *k).expand(channels, 1, *k)
-        total = F.conv2d(x, window, stride=s, padding=p, groups=channels)
-        return total / self._divisor(x, k, s, p)
+        return window_sums(x, k, s, p) / self._divisor(x, k, s, p)
 
     def _divisor(self, x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]) -> torch.Tensor:
         key = (x.shape[-2], x.shape[-1], x.dtype)
