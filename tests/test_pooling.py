@@ -24,7 +24,7 @@ def test_same_outputs_and_gradients_as_torch(shape, kernel, stride, padding, cou
     torch.manual_seed(0)
     reference = nn.AvgPool2d(kernel, stride, padding, count_include_pad=count_include_pad)
     fast = AvgPool2d(kernel, stride, padding, count_include_pad=count_include_pad)
-    assert fast._conv_path_applies(torch.zeros(shape))  # the convolution path is what is tested
+    assert fast._fast_path_applies(torch.zeros(shape))  # the shifted-sum path is what is tested
     x = torch.randn(*shape, requires_grad=True)
     y = x.detach().clone().requires_grad_()
     expected, got = reference(x), fast(y)
@@ -35,15 +35,15 @@ def test_same_outputs_and_gradients_as_torch(shape, kernel, stride, padding, cou
     torch.testing.assert_close(y.grad, x.grad, atol=1e-6, rtol=1e-6)
 
 
-def test_options_the_convolution_does_not_express_use_torch():
+def test_options_the_fast_path_does_not_express_use_torch():
     x = torch.randn(2, 3, 7, 7)
     for pool in (AvgPool2d(3, 2, 1, ceil_mode=True), AvgPool2d(3, 1, 1, divisor_override=4)):
-        assert not pool._conv_path_applies(x)
+        assert not pool._fast_path_applies(x)
         torch.testing.assert_close(pool(x), nn.functional.avg_pool2d(
             x, 3, pool.stride, 1, pool.ceil_mode, pool.count_include_pad, pool.divisor_override))
     bf16 = x.to(torch.bfloat16)
     pool = AvgPool2d(3, 1, 1, count_include_pad=False)
-    assert not pool._conv_path_applies(bf16)
+    assert not pool._fast_path_applies(bf16)
     torch.testing.assert_close(pool(bf16), nn.AvgPool2d(3, 1, 1, count_include_pad=False)(bf16))
 
 

@@ -44,7 +44,7 @@ class AvgPool2d(nn.AvgPool2d):
         super().__init__(*args, **kwargs)
         self._divisors: dict[tuple, torch.Tensor] = {}  # per (height, width, dtype): elements per window
 
-    def _conv_path_applies(self, x: torch.Tensor) -> bool:
+    def _fast_path_applies(self, x: torch.Tensor) -> bool:
         return (
             x.device.type == "cpu"
             and x.dtype == torch.float32
@@ -56,7 +56,7 @@ class AvgPool2d(nn.AvgPool2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._conv_path_applies(x):
+        if not self._fast_path_applies(x):
             return super().forward(x)
         k, s, p = _pair(self.kernel_size), _pair(self.stride or self.kernel_size), _pair(self.padding)
         return window_sums(x, k, s, p) / self._divisor(x, k, s, p)
