@@ -1,7 +1,7 @@
 """Average pooling that is fast on the CPU.
 
 ``torch.nn.functional.avg_pool2d`` on the CPU is slow for the small feature maps of cell search spaces: on 2
-cores (torch 2.14), a 3x3 stride-1 pool of a 64x16x32x32 tensor takes about 4x the time of summing shifted views
+cores (torch 2.14), a 3x3 stride-1 pool of a 64x16x32x32 tensor takes about 5x the time of summing shifted views
 (``scripts/bench_pooling.py``). Cell spaces (NAS-Bench-201, DARTS) put a 3x3 average pool on every edge, so this
 dominates their CPU training and scoring.
 

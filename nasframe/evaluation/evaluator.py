@@ -99,8 +99,9 @@ class SupernetEvaluator:
         """Activate ``arch`` and recalibrate BN for it; leaves the supernet in eval mode."""
         self.supernet.set_arch(arch)
         if self.bn_batches:
-            recalibrate_batchnorm(self.supernet, self.bn_batches)
-        ensure_eval(self.supernet)
+            recalibrate_batchnorm(self.supernet, self.bn_batches)  # leaves the supernet in eval mode
+        else:
+            ensure_eval(self.supernet)
 
     def __call__(self, arch: Mapping[str, str]) -> float:
         arch = arch if isinstance(arch, Arch) else Arch(arch)

@@ -182,18 +182,18 @@ class LatencyPredictor:
         return float(self.terms_ms[self.encoder.column(choice, option)])
 
     # -- correction -----------------------------------------------------------------------------------
+    def _copy(self, **changes: Any) -> LatencyPredictor:
+        settings = dict(scale=self.scale, offset=self.offset, method=self.method, details=self.details,
+                        arch_map=self.encoder.arch_map)
+        settings.update(changes)
+        return LatencyPredictor(self.encoder.choices, self.terms_ms, self.fixed_ms, self.key, **settings)
+
     def with_correction(self, scale: float, offset: float) -> LatencyPredictor:
-        return LatencyPredictor(
-            self.encoder.choices, self.terms_ms, self.fixed_ms, self.key, scale, offset, self.method, self.details,
-            self.encoder.arch_map,
-        )
+        return self._copy(scale=scale, offset=offset)
 
     def with_arch_map(self, arch_map: ArchMap | None) -> LatencyPredictor:
         """A copy that maps each arch with ``arch_map`` before encoding it."""
-        return LatencyPredictor(
-            self.encoder.choices, self.terms_ms, self.fixed_ms, self.key, self.scale, self.offset, self.method,
-            self.details, arch_map,
-        )
+        return self._copy(arch_map=arch_map)
 
     def calibrate(self, archs: Sequence[Mapping[str, str]], measured_ms: np.ndarray) -> LatencyPredictor:
         """A copy whose affine correction is fitted (:func:`fit_affine`) on measured whole archs."""
