@@ -10,7 +10,7 @@ still before any data is loaded or any weight trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -55,6 +55,8 @@ class RankingConfig:
     sample_seed: int = 0
     held_out: str = "valid"  # the split the supernet scores archs on: valid | test
     truth_metric: str = "cifar10_test"  # the benchmark metric that is ground truth
+    also_against: List[str] = field(default_factory=list)  # further benchmark metrics to compare the scores with
+    canonical: bool = False  # rank distinct models: one arch per isomorphism class (space.canonical)
 
 
 @dataclass

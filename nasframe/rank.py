@@ -20,7 +20,7 @@ from nasframe.config import RankConfig, RankingConfig, SearchConfig
 from nasframe.core.settings import settings_from
 from nasframe.errors import ConfigError, DataError
 from nasframe.evaluation.ranking import RankingReport, plot_ranking, rank_archs, sample_archs
-from nasframe.search import make_evaluator, setup_search
+from nasframe.search import build_supernet, make_evaluator, setup_search
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from nasframe.training.trainer import restore_supernet
 
@@ -45,25 +45,30 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     search_cfg.evaluator = cfg.evaluator
     setup = setup_search(search_cfg)
     benchmark = build_benchmark(cfg.benchmark)
-    benchmark.check_metric(ranking.truth_metric)
+    for metric in [ranking.truth_metric, *ranking.also_against]:
+        benchmark.check_metric(metric)
     if benchmark.space_name != setup.space.name:
         raise ConfigError(f"benchmark {benchmark.name} holds {benchmark.space_name} archs, the run searched {setup.space.name}")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=setup.device)
-    supernet = restore_supernet(setup.space.build_supernet().to(setup.device), setup.sampler, state,
+    supernet = restore_supernet(build_supernet(setup), setup.sampler, state,
                                 json.dumps(setup.space.describe(), sort_keys=True), source=str(run_dir))
     evaluator = make_evaluator(setup, supernet, ranking.held_out)
-    archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed)
+    archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed, canonical=ranking.canonical)
+    kind = "distinct models (canonical forms)" if ranking.canonical else "distinct archs"
     protocol = {
         "run": str(run_dir),
         "space": setup.space.describe(),
         "supernet_epochs": int(state["epoch"]),
-        "archs": f"{len(archs)} distinct archs, uniform without replacement (sample_seed={ranking.sample_seed})"
-        if len(archs) < setup.space.size else f"all {len(archs)} archs",
-        "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} images) with inherited weights",
-        "bn": f"recalibrated per arch on {sum(len(b) for b in evaluator.bn_batches)} training images (the same for every arch)"
+        "archs": f"{len(archs)} {kind}, uniform without replacement (sample_seed={ranking.sample_seed})"
+        if ranking.num_archs > 0 and len(archs) < setup.space.size else f"all {len(archs)} {kind}",
+        "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} "
+                 f"{'nodes' if setup.data.is_graph else 'images'}) with inherited weights",
+        "bn": ("recalibrated per arch on the full graph (one forward in training mode)" if setup.data.is_graph else
+               f"recalibrated per arch on {sum(len(b) for b in evaluator.bn_batches)} training images (the same for every arch)")
         if evaluator.bn_batches else "running statistics from training (no recalibration)",
         "evaluator": asdict(setup.evaluator),
         "truth_metric": ranking.truth_metric,
+        "also_against": list(ranking.also_against),
         "benchmark": OmegaConf.to_container(cfg.benchmark, resolve=True),
         "device": str(setup.device),
         "torch": torch.__version__,
@@ -72,6 +77,7 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     report = rank_archs(
         setup.space, evaluator, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
         progress=True,
+        other_truths={m: (lambda native, m=m: benchmark.metric(native, m)) for m in ranking.also_against},
     )
     out = Path(cfg.out).expanduser() if cfg.out else run_dir / "ranking"
     write_ranking(report, out, title=f"{setup.space.name} supernet vs {benchmark.name} {ranking.truth_metric}")

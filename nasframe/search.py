@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from nasframe.config import SearchConfig
 from nasframe.core.arch import Arch
+from nasframe.core.graph import bind_graph
 from nasframe.core.registry import SPACES
 from nasframe.core.settings import settings_from
 from nasframe.core.space import DataSpec, SearchSpace
@@ -100,6 +102,7 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     evaluator_cfg.check()
     data = build_dataset(cfg.dataset)
     space = build_space(cfg.space, data.spec)
+    check_data_fits_space(data, space, evaluator_cfg)
     sampler = build_sampler(cfg.sampler, space, seed=cfg.seed)
     selector = build_selector(cfg.selector)
     check_sampler(selector, sampler)
@@ -109,6 +112,35 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     selector.check_constraints(constraints)
     return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch,
                        resume_from, distributed)
+
+
+def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: EvaluatorConfig) -> None:
+    """Graph spaces need a graph data set (node classification), image spaces image data."""
+    if space.takes_graphs and not data.is_graph:
+        raise ConfigError(f"space '{space.name}' holds graph networks (node classification), but dataset "
+                          f"'{data.name}' is not a graph: use a graph data set such as dataset=planetoid")
+    if data.is_graph and not space.takes_graphs:
+        raise ConfigError(f"dataset '{data.name}' is a graph (node classification), but space '{space.name}' "
+                          "holds image networks: use a graph space such as space=gnn_bench")
+    if data.is_graph and evaluator.fast:
+        raise ConfigError("evaluator.fold_bn, precision=bf16 and channels_last are image-network options; "
+                          f"leave them at their defaults for the graph data set '{data.name}'")
+
+
+def build_supernet(setup: SearchSetup) -> nn.Module:
+    """The space's supernet, seeded with ``seed``, on the device; a graph data set's graph bound to it."""
+    torch.manual_seed(setup.cfg.seed)
+    return attach_data(setup.space.build_supernet().to(setup.device), setup)
+
+
+def attach_data(model: nn.Module, setup: SearchSetup) -> nn.Module:
+    """Bind the data set's graph (on the device) to a graph network; image networks are returned unchanged."""
+    graph = setup.data.graph
+    if graph is None:
+        return model
+    if graph.x.device != setup.device:
+        setup.data.graph = graph = graph.to(setup.device)
+    return bind_graph(model, graph.x, graph.edge_index)
 
 
 def build_constraints(node: Any, space: SearchSpace) -> list[Constraint]:
@@ -127,8 +159,11 @@ def build_constraints(node: Any, space: SearchSpace) -> list[Constraint]:
 def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_epoch: int | None = None) -> SupernetTrainer:
     """Build the supernet (seeded), resume if asked, and train it; checkpoints go to ``run_dir`` (from rank 0 when
     data parallel: the caller joins the process group first, see :func:`run_search`)."""
-    torch.manual_seed(setup.cfg.seed)
-    supernet = setup.space.build_supernet().to(setup.device)
+    supernet = build_supernet(setup)
+    if setup.data.is_graph and setup.trainer.batch_size < len(setup.data.train):
+        log.warning("trainer.batch_size %d < %d training nodes: each step still runs the whole graph and trains on "
+                    "a part of its nodes; full-batch training sets trainer.batch_size >= %d",
+                    setup.trainer.batch_size, len(setup.data.train), len(setup.data.train))
     loader = InMemoryLoader(
         setup.data.train.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed,
         transform=setup.data.train_transform, data_order=setup.sampler.data_order(len(setup.data.train)),
@@ -281,7 +316,7 @@ def _select_and_export(
 
     # -- export ------------------------------------------------------------------------------------------
     evaluator.prepare(result.arch)  # BN statistics of the chosen path go into the export
-    subnet = extract(space, supernet, result.arch).eval()
+    subnet = attach_data(extract(space, supernet, result.arch).eval(), setup)
     with torch.no_grad():
         probe = evaluator.held_out.x[: setup.evaluator.batch_size]
         max_diff = (supernet(probe) - subnet(probe)).abs().max().item()

@@ -79,6 +79,7 @@ from nasframe.benchmarks.nasbench_graph import (
 )
 from nasframe.core.arch import Arch
 from nasframe.core.choice import Choice
+from nasframe.core.graph import GraphNetwork
 from nasframe.core.modules import ChoiceModule, Supernet
 from nasframe.core.space import DataSpec, SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
@@ -283,11 +284,12 @@ class NetworkSize:
         return self.hidden if self.post_layers > 0 else self.num_classes
 
 
-class GNNBenchNetwork(nn.Module):
+class GNNBenchNetwork(GraphNetwork):
     """The benchmark's GNN around ``nodes`` (id -> module called as ``node(h, edge_index)``) and a readout.
 
     ``forward(x, edge_index)``: ``x`` (num_nodes, num_features) node features, ``edge_index`` (2, num_edges);
-    returns logits (num_nodes, num_classes).
+    returns logits (num_nodes, num_classes). With a bound graph, ``forward(node_ids)`` (see
+    :mod:`nasframe.core.graph`).
     """
 
     def __init__(self, size: NetworkSize, nodes: Mapping[int, nn.Module], readout: nn.Module, plan: CellPlan | None) -> None:
@@ -299,7 +301,7 @@ class GNNBenchNetwork(nn.Module):
         self._raw_input = size.raw_input
         self._plan = plan
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def forward_graph(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         plan = self._plan
         if plan is None:
             raise InvalidArchError("no active arch: call set_arch(arch) on the supernet first")
@@ -426,6 +428,7 @@ class GNNBenchSpace(SearchSpace):
     name = "gnn_bench"
     Config = GNNBenchConfig
     has_native_string = True
+    takes_graphs = True
 
     @classmethod
     def for_benchmark(cls, dataset: str, data: DataSpec, **overrides: Any) -> GNNBenchSpace:

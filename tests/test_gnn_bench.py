@@ -66,13 +66,13 @@ def cora(pyg, tmp_path_factory):
     shutil.copytree(raw, root / "Cora" / "raw")
     from nasframe.data.planetoid import Planetoid
 
-    return Planetoid(graph="Cora", root=str(root)).load()
+    return Planetoid(graph="Cora", root=str(root)).load_graph()
 
 
 @pytest.fixture(scope="module")
 def graph(pyg):
     """A small random graph (60 nodes, 12 features, 3 classes) for the fast supernet tests."""
-    from nasframe.data.planetoid import GraphData
+    from nasframe.data.graph import GraphData
 
     gen = torch.Generator().manual_seed(0)
     n = 60
@@ -483,7 +483,7 @@ def test_read_only_or_shared_roots_are_copied_to_the_cache(pyg, tmp_path, monkey
     monkeypatch.setattr(planetoid, "_writable", lambda folder: False)
     loader = planetoid.Planetoid(graph="cora", root=str(own))
     assert loader.working_root() == cache
-    graph = loader.load()
+    graph = loader.load_graph()
     assert graph.num_nodes == 2708 and (cache / "Cora" / "processed").is_dir()
     assert sorted(p.name for p in (own / "Cora").iterdir()) == ["raw"]  # nothing written beside raw/
     monkeypatch.undo()
@@ -493,7 +493,7 @@ def test_read_only_or_shared_roots_are_copied_to_the_cache(pyg, tmp_path, monkey
     shared = tmp_path / "planetoid" / "Cora"
     shutil.copytree(raw, shared / "raw")
     assert planetoid.Planetoid(graph="Cora").working_root() == cache  # default root: $NASFRAME_DATA/planetoid
-    assert planetoid.Planetoid(graph="Cora", root=str(tmp_path / "planetoid")).load().num_nodes == 2708
+    assert planetoid.Planetoid(graph="Cora", root=str(tmp_path / "planetoid")).load_graph().num_nodes == 2708
     assert sorted(p.name for p in shared.iterdir()) == ["raw"]
 
 

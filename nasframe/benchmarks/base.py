@@ -14,7 +14,7 @@ from typing import Any
 from nasframe.core.registry import Registry
 from nasframe.errors import ConfigError, InvalidArchError
 
-BENCHMARKS: Registry[Any] = Registry("benchmark", "nasframe.benchmarks", ("nasframe.benchmarks.nb201",))
+BENCHMARKS: Registry[Any] = Registry("benchmark", "nasframe.benchmarks", ("nasframe.benchmarks.nb201", "nasframe.benchmarks.nasbench_graph"))
 
 
 class TabularBenchmark(ABC):

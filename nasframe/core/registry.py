@@ -89,7 +89,7 @@ class Registry(Generic[T]):
 
 
 SPACES: Registry[Any] = Registry("search space", "nasframe.spaces")
-DATASETS: Registry[Any] = Registry("dataset", "nasframe.datasets", ("nasframe.data.digits", "nasframe.data.cifar10"))
+DATASETS: Registry[Any] = Registry("dataset", "nasframe.datasets", ("nasframe.data.digits", "nasframe.data.cifar10", "nasframe.data.planetoid"))
 SAMPLERS: Registry[Any] = Registry(
     "path sampler", "nasframe.samplers",
     ("nasframe.sampling.uniform", "nasframe.sampling.pada", "nasframe.sampling.fewshot", "nasframe.sampling.darts",

@@ -59,6 +59,9 @@ class SearchSpace(Configurable, ABC):
     #: kernel sizes, expand ratios, depths in increasing order), which gives the space a :meth:`smallest` and a
     #: :meth:`largest` arch, as the sandwich rule needs
     options_ordered_by_size: ClassVar[bool] = False
+    #: True for spaces of graph networks (:class:`~nasframe.core.graph.GraphNetwork`: node classification on a
+    #: graph, called as ``model(x, edge_index)``); False for networks of image batches
+    takes_graphs: ClassVar[bool] = False
 
     def __init__(self, data: DataSpec | None = None, **settings: Any) -> None:
         self._init_config(settings, where=self.name)
@@ -242,6 +245,18 @@ class SearchSpace(Configurable, ABC):
     @abstractmethod
     def build_subnet(self, arch: Mapping[str, str]) -> nn.Module:
         """The standalone network of ``arch``, whose state dict keys match the supernet's path."""
+
+    def example_inputs(self) -> tuple[tuple[torch.Tensor, ...], tuple[dict[int, Any], ...]]:
+        """Example inputs of a network of this space, and which of their dimensions may vary (``torch.export``
+        dynamic shapes): by default a batch of 2 images of the data spec's shape, with a dynamic batch size;
+        graph spaces give a small random graph with any number of nodes and edges."""
+        if self.takes_graphs:
+            nodes, edges = 16, 48
+            x = torch.randn(nodes, self.data.in_channels)
+            edge_index = torch.randint(0, nodes, (2, edges), generator=torch.Generator().manual_seed(0))
+            return (x, edge_index), ({0: torch.export.Dim("nodes", min=2, max=1 << 30)},
+                                     {1: torch.export.Dim("edges", min=2, max=1 << 34)})
+        return (torch.randn(2, *self.data.input_shape),), ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
 
     def count_params(self, arch: Mapping[str, str]) -> int:
         """Parameters of the standalone subnet of ``arch`` (built on the meta device: no memory, no init)."""

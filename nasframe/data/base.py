@@ -44,6 +44,9 @@ class DatasetSplits:
     Splits may hold inputs in a compact storage form (uint8 images); ``prepare`` turns a batch of stored
     inputs into model inputs (e.g. normalised floats) and ``augment`` does the same with training
     augmentation. Both run per batch on the batch's device; ``None`` means the stored inputs are ready.
+
+    A node-classification data set holds node ids as inputs and its graph in ``graph`` (a
+    :class:`~nasframe.data.graph.GraphData`), which the network is bound to (:mod:`nasframe.core.graph`).
     """
 
     train: TensorSplit
@@ -53,6 +56,11 @@ class DatasetSplits:
     name: str
     prepare: Transform | None = None
     augment: Transform | None = None
+    graph: Any = None
+
+    @property
+    def is_graph(self) -> bool:
+        return self.graph is not None
 
     @property
     def train_transform(self) -> Transform | None:
@@ -64,6 +72,8 @@ class DatasetSplits:
         return TensorSplit(self.prepare(x, None) if self.prepare else x, split.y.to(x.device))
 
     def summary(self) -> str:
+        if self.graph is not None:
+            return self.graph.summary()
         return (
             f"{self.name}: train {len(self.train)}, valid {len(self.valid)}, test {len(self.test)}; "
             f"input {tuple(self.spec.input_shape)}, {self.spec.num_classes} classes"

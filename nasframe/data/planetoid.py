@@ -8,8 +8,9 @@ them. The default ``root`` is ``$NASFRAME_DATA/planetoid`` (this project's ``../
 when that folder is the shared data folder or is not writable, its ``raw`` files are first copied to
 ``$NASFRAME_CACHE/planetoid/<name>/raw`` and PyG works there, so nothing is ever written into shared data.
 
-The whole graph is one :class:`GraphData` (full-batch node classification): features, ``edge_index``,
-labels and the three boolean split masks.
+The whole graph is one :class:`~nasframe.data.graph.GraphData` (full-batch node classification): features,
+``edge_index``, labels and the three boolean split masks. Registered as data set ``planetoid``: :meth:`load`
+gives the splits as node ids with the graph attached (:func:`~nasframe.data.graph.node_splits`).
 """
 
 from __future__ import annotations
@@ -22,57 +23,15 @@ from typing import Optional
 
 import torch
 
+from nasframe.core.registry import DATASETS
 from nasframe.core.settings import Configurable
-from nasframe.core.space import DataSpec
+from nasframe.data.base import DatasetSplits
+from nasframe.data.graph import GraphData, node_splits
 from nasframe.data.paths import cache_root, data_root
 from nasframe.errors import ConfigError, DataError
 
 #: Names PyG knows, by their lower-case spelling.
 NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
-
-
-@dataclass
-class GraphData:
-    """One graph for node classification: ``x`` (N, F) float features, ``edge_index`` (2, E) int64,
-    ``y`` (N,) int64 labels, and boolean masks (N,) of the train / validation / test nodes."""
-
-    x: torch.Tensor
-    edge_index: torch.Tensor
-    y: torch.Tensor
-    train_mask: torch.Tensor
-    val_mask: torch.Tensor
-    test_mask: torch.Tensor
-    num_features: int
-    num_classes: int
-    name: str = "graph"
-
-    def __post_init__(self) -> None:
-        n = self.x.shape[0]
-        for field_name in ("y", "train_mask", "val_mask", "test_mask"):
-            if getattr(self, field_name).shape[0] != n:
-                raise ValueError(f"{self.name}: {field_name} has {getattr(self, field_name).shape[0]} rows for {n} nodes")
-        if self.edge_index.dim() != 2 or self.edge_index.shape[0] != 2:
-            raise ValueError(f"{self.name}: edge_index must have shape (2, E), got {tuple(self.edge_index.shape)}")
-
-    @property
-    def num_nodes(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def spec(self) -> DataSpec:
-        """What a space needs: ``in_channels`` = feature size, ``num_classes`` (the image size is unused)."""
-        return DataSpec(in_channels=self.num_features, input_size=(1, 1), num_classes=self.num_classes)
-
-    def to(self, device: torch.device | str) -> GraphData:
-        moved = {k: getattr(self, k).to(device) for k in ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask")}
-        return GraphData(**moved, num_features=self.num_features, num_classes=self.num_classes, name=self.name)
-
-    def summary(self) -> str:
-        return (
-            f"{self.name}: {self.num_nodes} nodes, {self.edge_index.shape[1]} edges, {self.num_features} features, "
-            f"{self.num_classes} classes; train {int(self.train_mask.sum())}, valid {int(self.val_mask.sum())}, "
-            f"test {int(self.test_mask.sum())}"
-        )
 
 
 @dataclass
@@ -83,6 +42,7 @@ class PlanetoidConfig:
     normalize_features: bool = False  # divide each node's features by their sum (PyG's NormalizeFeatures)
 
 
+@DATASETS.register("planetoid")
 class Planetoid(Configurable):
     """A Planetoid graph with the public split, loaded by ``torch_geometric.datasets.Planetoid``."""
 
@@ -131,7 +91,11 @@ class Planetoid(Configurable):
                     raise DataError(f"cannot place a copy of {raw} at {target}") from None
         return cache
 
-    def load(self) -> GraphData:
+    def load(self) -> DatasetSplits:
+        """The public split as node ids, with the graph in ``.graph``."""
+        return node_splits(self.load_graph())
+
+    def load_graph(self) -> GraphData:
         root = self.working_root()
         try:
             from torch_geometric.datasets import Planetoid as PyGPlanetoid
@@ -159,8 +123,8 @@ class Planetoid(Configurable):
 
 
 def load_planetoid(graph: str = "Cora", root: str | Path | None = None, **settings) -> GraphData:
-    """Shorthand for ``Planetoid(graph=graph, root=root, ...).load()``."""
-    return Planetoid(graph=graph, root=None if root is None else str(root), **settings).load()
+    """Shorthand for ``Planetoid(graph=graph, root=root, ...).load_graph()``."""
+    return Planetoid(graph=graph, root=None if root is None else str(root), **settings).load_graph()
 
 
 def _writable(folder: Path) -> bool:

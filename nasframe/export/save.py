@@ -1,11 +1,12 @@
 """Save an exported subnet: state dict, arch (JSON + native string) and a ``torch.export`` program.
 
-The ``.pt2`` file is a ``torch.export`` ExportedProgram in eval mode with a dynamic batch dimension; it loads
-with plain torch and no nasframe import::
+The ``.pt2`` file is a ``torch.export`` ExportedProgram in eval mode with a dynamic batch dimension (graph
+networks: any number of nodes and edges); it loads with plain torch and no nasframe import::
 
     import torch
     model = torch.export.load("subnet.pt2").module()
-    logits = model(images)
+    logits = model(images)              # image spaces
+    logits = model(x, edge_index)       # graph spaces (PyG's node features and edge_index)
 """
 
 from __future__ import annotations
@@ -54,21 +55,21 @@ def save_export(
     program_path = None
     if torch_export:
         program_path = out / "subnet.pt2"
-        export_program(subnet, space.data.input_shape, program_path)
+        export_program(subnet, *space.example_inputs(), program_path)
     return ExportPaths(state_path, arch_path, program_path)
 
 
-def export_program(subnet: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """``torch.export`` the subnet in eval mode on CPU with a dynamic batch size, and save it."""
+def export_program(subnet: nn.Module, example: tuple[torch.Tensor, ...], dynamic_shapes: tuple[dict[int, Any], ...],
+                   path: Path) -> Path:
+    """``torch.export`` the subnet in eval mode on CPU with the dynamic dimensions of ``dynamic_shapes`` (as
+    :meth:`~nasframe.core.space.SearchSpace.example_inputs` gives them), and save it."""
     was_training = subnet.training
     device = next(subnet.parameters()).device
     model = subnet.eval().cpu()
-    example = torch.randn(2, *input_shape)
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+            program = torch.export.export(model, tuple(example), dynamic_shapes=tuple(dynamic_shapes))
         torch.export.save(program, str(path))
     finally:
         subnet.to(device).train(was_training)

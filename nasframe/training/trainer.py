@@ -1,8 +1,8 @@
 """SupernetTrainer: single-path supernet training with exact resume.
 
-Each step draws a path from the sampler, activates it, and takes one SGD step on the batch (a multi-path
+Each step draws a path from the sampler, activates it, and takes one optimiser step on the batch (a multi-path
 sampler, such as the sandwich rule, gives several paths whose gradients are summed before the step). Gradients are
-set to ``None`` (not zero) before each step, so SGD leaves the weights of inactive ops untouched: no
+set to ``None`` (not zero) before each step, so SGD (or Adam) leaves the weights of inactive ops untouched: no
 momentum or weight decay moves a weight that was not on the path, as in single-path one-shot training.
 The learning rate follows a cosine schedule per step. A checkpoint holds the model, optimiser, scheduler,
 sampler and loader states and the torch RNG states, so that training resumed from it follows the same
@@ -39,9 +39,10 @@ log = logging.getLogger("nasframe.training")
 
 @dataclass
 class TrainerConfig:
-    """Supernet training settings (SGD with Nesterov momentum, cosine learning rate per step)."""
+    """Supernet training settings (SGD with Nesterov momentum, or Adam; cosine learning rate per step)."""
 
     epochs: int = 60
+    optimizer: str = "sgd"  # sgd | adam (Adam with L2 weight decay, as GNNs are usually trained; momentum unused)
     batch_size: int = 64
     lr: float = 0.1
     min_lr: float = 0.0
@@ -56,7 +57,7 @@ class TrainerConfig:
     # -- speed options (GPU); the defaults are exact fp32 eager training --------------------------------------
     precision: str = "fp32"  # fp32 | bf16: forward and loss under bf16 autocast (weights, grads, SGD stay fp32)
     channels_last: bool = False  # NHWC memory layout for the supernet and its inputs (faster convs on tensor cores)
-    sgd_impl: str = "default"  # default | foreach | fused: torch.optim.SGD's implementation
+    sgd_impl: str = "default"  # default | foreach | fused: the optimiser's implementation (SGD or Adam)
     cudnn_benchmark: bool = False  # let cuDNN autotune convolution algorithms (CUDA only)
     finite_check_every: int = 1  # steps between host-side checks for a non-finite loss (1 = every step, exact step
     # reported; larger avoids a host sync per step on a GPU; never a checkpoint with a non-finite loss behind it)
@@ -70,6 +71,8 @@ class TrainerConfig:
             raise ConfigError("trainer.stop_after_epoch must be >= 1 (or null)")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"trainer.precision: {self.precision!r} is not one of fp32, bf16")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"trainer.optimizer: {self.optimizer!r} is not one of sgd, adam")
         if self.sgd_impl not in ("default", "foreach", "fused"):
             raise ConfigError(f"trainer.sgd_impl: {self.sgd_impl!r} is not one of default, foreach, fused")
         if self.finite_check_every < 1:
@@ -121,17 +124,19 @@ class SupernetTrainer:
         self.arch_batches = CyclingBatches(arch_loader) if arch_loader is not None else None
 
     def _make_optimizer(self, from_epoch: int) -> None:
-        """SGD over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
+        """The optimiser over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
         cfg = self.config
-        self.optimizer = self._sgd(cfg.lr)
+        self.optimizer = self._optimizer(cfg.lr)
         steps = max(1, (cfg.epochs - from_epoch) * len(self.loader))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps, eta_min=cfg.min_lr)
         self._schedule_start = from_epoch
 
-    def _sgd(self, lr: float) -> torch.optim.SGD:
+    def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         cfg = self.config
         impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(cfg.sgd_impl, {})
         try:
+            if cfg.optimizer == "adam":
+                return torch.optim.Adam(self.supernet.parameters(), lr=lr, weight_decay=cfg.weight_decay, **impl)
             optimizer = torch.optim.SGD(self.supernet.parameters(), lr=lr, momentum=cfg.momentum,
                                         nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay, **impl)
         except RuntimeError as exc:
@@ -291,11 +296,11 @@ class SupernetTrainer:
         return x[part], y[part]
 
     def finetune(self, steps: int, lr: float, seed: int = 0) -> float:
-        """``steps`` more training steps at a constant ``lr`` with a fresh SGD optimiser, on training batches
+        """``steps`` more training steps at a constant ``lr`` with a fresh optimiser, on training batches
         drawn with ``seed`` (perturbation selection fine-tunes between decisions). Checkpoints, the schedule
         and the data sampler are left alone; returns the mean loss."""
         saved = self.optimizer, self.scheduler
-        self.optimizer = self._sgd(lr)
+        self.optimizer = self._optimizer(lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
         batches = CyclingBatches(InMemoryLoader(self.loader.split, self.loader.batch_size, seed=seed,
                                                 transform=self.loader.transform))
