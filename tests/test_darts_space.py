@@ -159,7 +159,7 @@ def test_evaluation_network_exports_to_a_plain_torch_program(tmp_path):
 
     space = DARTSSpace(DataSpec(3, (32, 32), 10))
     net = space.build_eval_network(space.parse(DARTS_V2), channels=8, layers=5, auxiliary=True).eval()
-    path = export_program(net, space.data.input_shape, tmp_path / "eval.pt2")
+    path = export_program(net, *space.example_inputs(), tmp_path / "eval.pt2")
     program = torch.export.load(str(path)).module()
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
