@@ -182,7 +182,7 @@ def test_tabular_search_command(tmp_path):
         ("arch='|nor_conv_3x3~0|'", "expected 3 node groups"),
         ("resume=/nonexistent/run", "no checkpoint at /nonexistent/run"),
         ("device=cuda:0" if not torch.cuda.is_available() else "device=tpu", "device"),
-        ("space.name=nb999", "unknown search space 'nb999'; known: darts, gnn_bench, mobilenet, nb201"),
+        ("space.name=nb999", "unknown search space 'nb999'; known: darts, gnn_bench, graphnas, mobilenet, nb201"),
         ("selector=magnitude", "selector=magnitude reads architecture parameters"),
     ],
 )
