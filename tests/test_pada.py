@@ -142,3 +142,22 @@ def test_pada_training_resumes_exactly(tiny_space, digits, tmp_path):
 def test_bad_settings():
     with pytest.raises(ConfigError, match="tau_max"):
         PADASampler(NB201Space(), tau_max=2.0)
+
+
+def test_path_sampling_under_a_space_rule_is_the_product_conditioned_on_the_rule():
+    """NAS-Bench-Graph excludes the all-skip cell: paths are drawn from the per-choice product distribution
+    conditioned on being an arch (DARTS, whose rule excludes most combinations, is refused in test_differentiable)."""
+    from nasframe.core.space import DataSpec
+    from search_spaces.gnn_bench import GNNBenchSpace
+
+    space = GNNBenchSpace(DataSpec(1433, (1, 1), 7), ops=["gcn", "skip"])
+    sampler = PADASampler(space, seed=0)
+    ops = [c for c in space.choices if c.name != "link"]
+    for c in ops:
+        assert c.options == ("gcn", "skip")
+        sampler.prob[c.name] = np.array([0.1, 0.9])
+    draws = [sampler.sample() for _ in range(20_000)]
+    assert all(space.contains(a) for a in draws)
+    all_skip = 0.9 ** len(ops)
+    expected = (0.9 - all_skip) / (1 - all_skip)  # P(op_0 = skip | not every op skip)
+    assert np.mean([a[ops[0].name] == "skip" for a in draws]) == pytest.approx(expected, abs=0.015)

@@ -11,6 +11,9 @@ of supernet training. As in the official implementation (github.com/ShunLu91/PA-
   Options without parameters (none, skip, pooling) have no gradient, so they keep only the uniform share.
   A path's probability is the product over choices. ``share_across_choices`` pools the statistics of all
   choices into one distribution, as the official NAS-Bench-201 code does (it needs equal option sets).
+  Where a space's rule excludes a few option combinations (NAS-Bench-Graph: not every op ``skip``), a path is
+  drawn from that product conditioned on being an arch of the space (draws outside it are redrawn); spaces
+  whose rule excludes most combinations (DARTS: 2 inputs per node) are refused.
 * data: the per-example proxy is the norm of the loss gradient with respect to the logits,
   ``||softmax(z_i) - onehot(y_i)||``, taken from the normal training forward pass; at the end of each epoch
   ``q_i = tau_e * s_i / sum_j s_j + (1 - tau_e) / N`` with ``s_i`` the mean proxy of example ``i`` in that epoch
@@ -48,6 +51,11 @@ def mix_with_uniform(importance: np.ndarray | torch.Tensor, tau: float) -> Any:
 def schedule(epoch: int, epochs: int, tau_max: float) -> float:
     """The weight on importance after epoch ``epoch`` (0-based): ``tau_max * epoch / epochs``."""
     return tau_max * epoch / max(epochs, 1)
+
+
+#: Path sampling with a space rule: at least this share of uniform option combinations must be archs.
+MIN_VALID_SHARE = 0.5
+MAX_REDRAWS = 10_000
 
 
 @dataclass
@@ -116,12 +124,12 @@ class PADASampler(PathSampler):
         cfg = self.config
         if not 0.0 <= cfg.tau_max <= 1.0:
             raise ConfigError("sampler.tau_max must be in [0, 1]")
-        if cfg.path and not space.independent_choices:
+        self.choices = space.choices
+        if cfg.path and not space.independent_choices and self._valid_share() < MIN_VALID_SHARE:
             raise ConfigError(
                 f"sampler (pada): path importance sampling draws each choice independently, but space "
                 f"'{space.name}' ties choices together (e.g. 2 edges per node); use sampler.path=false there"
             )
-        self.choices = space.choices
         if cfg.share_across_choices and len({c.options for c in self.choices}) > 1:
             raise ConfigError("sampler.share_across_choices needs every choice to have the same options")
         self.wants_path_grad_norms = cfg.path
@@ -130,10 +138,27 @@ class PADASampler(PathSampler):
         self._pending: list[tuple[Arch, dict[str, torch.Tensor | None]]] = []  # device tensors of this epoch
         self._count = {c.name: [0] * len(c) for c in self.choices}
 
-    def sample(self) -> Arch:
-        if not self.space.independent_choices:  # only with path=false (checked above): uniform valid archs
-            return self.space.sample(self.rng)
+    def _valid_share(self, draws: int = 2000) -> float:
+        """The share of uniformly drawn option combinations that are archs of the space (seeded, so the
+        decision does not depend on the run's seed, and the run's generator is not touched)."""
+        rng = np.random.default_rng(0)
+        return sum(self.space.contains({c.name: c.options[int(rng.integers(len(c)))] for c in self.choices})
+                   for _ in range(draws)) / draws
+
+    def _draw(self) -> Arch:
         return Arch({c.name: c.options[int(self.rng.choice(len(c), p=self.prob[c.name]))] for c in self.choices})
+
+    def sample(self) -> Arch:
+        if self.space.independent_choices:
+            return self._draw()
+        if not self.config.path:  # uniform valid archs
+            return self.space.sample(self.rng)
+        for _ in range(MAX_REDRAWS):  # the product distribution conditioned on the space's rule
+            arch = self._draw()
+            if self.space.contains(arch):
+                return arch
+        raise ConfigError(f"sampler (pada): {MAX_REDRAWS} path draws in a row fell outside space "
+                          f"'{self.space.name}'; its rule excludes most draws of the learned distribution")
 
     def observe(self, arch: Arch, stats: dict[str, Any]) -> None:
         if self.config.path:
