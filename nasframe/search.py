@@ -370,6 +370,15 @@ def _pareto_section(result: SelectionResult) -> list[str]:
     return [*lines, ""]
 
 
+def _recalibration(cfg: DictConfig, space: SearchSpace) -> str:
+    batches = cfg.evaluator.bn_recalibration_batches
+    if not batches:
+        return "BN running statistics from training, no recalibration"
+    if space.takes_graphs:
+        return "BN recalibrated per arch on the full graph, in training mode"
+    return f"BN recalibrated on {batches} x {cfg.evaluator.bn_batch_size} training images"
+
+
 def render_report(
     cfg: DictConfig,
     space: SearchSpace,
@@ -388,10 +397,11 @@ def render_report(
         f"- data: {data_summary}",
         f"- space: `{json.dumps(space.describe()['config'])}` ({cfg.space.name}, {space.size:,} archs)",
         f"- sampler: {cfg.sampler.name}; selector: {cfg.selector.name}; seed {cfg.seed}; torch {torch.__version__}",
-        f"- supernet training: {cfg.trainer.epochs} epochs, batch {cfg.trainer.batch_size}, lr {cfg.trainer.lr} cosine"
+        f"- supernet training: {cfg.trainer.epochs} epochs, batch {cfg.trainer.batch_size}, {cfg.trainer.optimizer} "
+        f"lr {cfg.trainer.lr} cosine"
         + (f"; last epoch loss {last['loss']:.4f}, train accuracy {last['accuracy']:.2f}%" if last else ""),
         f"- selection: {len(result.history)} archs evaluated with inherited weights on the valid split"
-        f" (BN recalibrated on {cfg.evaluator.bn_recalibration_batches} x {cfg.evaluator.bn_batch_size} training images)",
+        f" ({_recalibration(cfg, space)})",
         *([f"- constraints: {'; '.join(c.describe() for c in constraints)}"] if constraints else []),
         "",
         "## Selected architecture",

@@ -212,3 +212,20 @@ def test_bad_fewshot_settings(tiny_space):
         FewShotSampler(tiny_space, choice="edge_9_9")
     with pytest.raises(ConfigError, match="unknown split 'halves'"):
         FewShotSampler(tiny_space, split="halves")
+    FewShotSampler(tiny_space, split="gradient", choice="edge_9_9")  # the gradient split does not read `choice`
+
+
+def test_the_default_exhaustive_split_takes_the_space_first_choice(tiny_space):
+    from omegaconf import OmegaConf
+
+    from nasframe.cli import CONFIG_DIR
+    from nasframe.sampling.fewshot import FewShotSampler
+
+    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "sampler" / "fewshot.yaml"))
+    settings.pop("name")
+    sampler = FewShotSampler(tiny_space, **settings)
+    first = tiny_space.choices[0]
+    fewshot = sampler.restructure(tiny_space.build_supernet(), epoch=5, epochs=10, probe_batches=None)
+    assert sampler.decisions == [{"choice": first.name, "groups": [[o] for o in first.options]}]
+    assert len(fewshot.supernets) == len(first.options)
+    assert [r for r in sampler.partition] == [{first.name: [o]} for o in first.options]

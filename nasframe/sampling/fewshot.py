@@ -242,7 +242,7 @@ class FewShotSampler(PathSampler):
         if cfg.train_only is not None and cfg.train_only < 0:
             raise ConfigError("sampler.train_only must be a sub-supernet index >= 0 (or null: train all)")
         names = [c.name for c in space.choices]
-        for name in [cfg.choice] if cfg.choice else []:
+        for name in [cfg.choice] if cfg.choice and cfg.split == "exhaustive" else []:  # gradient ignores it
             if name not in names:
                 raise ConfigError(f"sampler.choice: no choice {name!r} in {space.name}; choices: {', '.join(names)}")
         for name in cfg.grad_choices or []:
