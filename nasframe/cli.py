@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import hydra
@@ -36,6 +36,21 @@ from nasframe.errors import NasframeError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 log = logging.getLogger("nasframe")
+
+
+def compose_config(command: str, overrides: Sequence[str] = (), resume: Path | None = None) -> DictConfig:
+    """The config ``nasframe <command> <overrides>`` would run with, for scripts that drive the library; with
+    ``resume`` (a run directory), continue from its checkpoint when it has one."""
+    from hydra import compose, initialize_config_dir
+
+    from nasframe.training.checkpoint import CHECKPOINT_NAME
+
+    register_configs()
+    overrides = list(overrides)
+    if resume is not None and (Path(resume) / CHECKPOINT_NAME).is_file():
+        overrides.append(f"resume={resume}")
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(command, overrides=overrides)
 
 
 def _search(cfg: DictConfig) -> None:

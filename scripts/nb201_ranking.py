@@ -18,19 +18,18 @@ import logging
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from nasframe.benchmarks.nb201 import NB201Benchmark
-from nasframe.cli import CONFIG_DIR
+from nasframe.cli import compose_config
 from nasframe.hardware import describe_device
-from nasframe.config import RankConfig, register_configs
+from nasframe.config import RankConfig
 from nasframe.rank import run_rank
-from nasframe.search import run_search
+
+from experiment_steps import search_to_the_end  # scripts/ is on the path when a script runs
 
 
 def main() -> None:
@@ -46,19 +45,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
     run_dir = args.run_dir or Path("runs/experiments") / args.experiment
-    register_configs()
     overrides = [f"+experiment={args.experiment}", *args.overrides]
-    if args.resume and (run_dir / "checkpoint.pt").is_file():
-        overrides.append(f"resume={run_dir}")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("search", overrides=overrides)
+    cfg = compose_config("search", overrides, resume=run_dir if args.resume else None)
 
-    started = time.perf_counter()
-    outcome = run_search(cfg, run_dir)
-    search_seconds = time.perf_counter() - started
-    if outcome is None:  # trainer.stop_after_epoch: a time slice of a longer run
-        print(f"training stopped early; continue with: python {' '.join(sys.argv)} --resume")
-        return
+    outcome, search_seconds = search_to_the_end(cfg, run_dir)
 
     rank_cfg = OmegaConf.structured(RankConfig)
     rank_cfg.run = str(run_dir)
