@@ -55,11 +55,13 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     evaluator = make_evaluator(setup, supernet, ranking.held_out)
     archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed, canonical=ranking.canonical)
     kind = "distinct models (canonical forms)" if ranking.canonical else "distinct archs"
+    drawn = ("canonical forms of uniformly drawn encodings, no repeats (a model weighs as its number of encodings)"
+             if ranking.canonical else "uniform without replacement")
     protocol = {
         "run": str(run_dir),
         "space": setup.space.describe(),
         "supernet_epochs": int(state["epoch"]),
-        "archs": f"{len(archs)} {kind}, uniform without replacement (sample_seed={ranking.sample_seed})"
+        "archs": f"{len(archs)} {kind}, {drawn} (sample_seed={ranking.sample_seed})"
         if ranking.num_archs > 0 and len(archs) < setup.space.size else f"all {len(archs)} {kind}",
         "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} "
                  f"{'nodes' if setup.data.is_graph else 'images'}) with inherited weights",

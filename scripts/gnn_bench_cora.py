@@ -12,7 +12,9 @@ evolutionary selection on the validation nodes, export) into ``runs/experiments/
 against NAS-Bench-Graph's Cora test accuracy, and its validation accuracy alongside. The tabular part runs
 evolutionary and random search on the table (search on ``cora_valid``, report ``cora_test``) over ``--seeds``.
 Everything lands in ``results/gnn_bench_cora_cpu/``: one ``run_<label>.json`` and ``ranking_<label>.png`` per
-supernet run, ``tabular.{json,md,png}``, and ``README.md``, rebuilt from every run present.
+supernet run, ``tabular.{json,md,png}``, and ``README.md``, rebuilt from every run present (and from
+``all_<label>.json``: a run ranked on every model with ``nasframe rank ... ranking.num_archs=0``, its metrics
+without the per-model list).
 """
 
 from __future__ import annotations
@@ -158,7 +160,8 @@ def render(out: Path) -> str:
             f"post layers, dropout {s['dropout']}), {t['epochs']} full-batch steps on the 140 training nodes, "
             f"{t['optimizer']} lr {t['lr']} wd {t['weight_decay']}; selection: evolutionary on the 500 validation nodes",
             f"- ranking: {p['archs']}; score = {p['score']}; BN {p['bn']}; truth = NAS-Bench-Graph `{TRUTH}`, "
-            f"also against `{ALSO}`",
+            f"also against `{ALSO}`. The sample draws encodings uniformly (59,040) and keeps distinct models, so a "
+            f"model weighs as its number of encodings; the ranking of every model below weighs each once",
             f"- benchmark optimum ({TRUTH}): {optimum:.2f}; best in the ranked sample: "
             f"{first['ranking']['metrics']['best_true_accuracy_in_sample']:.2f}",
             "",
@@ -190,6 +193,22 @@ def render(out: Path) -> str:
                 parts = "; ".join(" & ".join(f"{k} in {{{', '.join(v)}}}" for k, v in part.items())
                                   for part in run["fewshot_partition"])
                 lines.append(f"  - {len(run['fewshot_partition'])} sub-supernets: {parts}")
+    for path in sorted(out.glob("all_*.json")):  # a run ranked on every model (see the module docstring)
+        r = json.loads(path.read_text())
+        m, v, sc = r["metrics"], r["against"][ALSO], r["scoring"]
+        lines += [
+            "",
+            f"## Every model: {r['label']} ranked on {r['protocol']['archs']}",
+            "",
+            f"Command: `{r['command']}`. Kendall tau {m['kendall_tau']:.3f} against `{TRUTH}` and {v['kendall_tau']:.3f} "
+            f"against `{ALSO}`; Spearman {m['spearman']:.3f}; precision@top-5% {m['precision_at_top_5pct']:.3f}, "
+            f"@top-10% {m['precision_at_top_10pct']:.3f}; Kendall tau in the true top 10% "
+            f"{m['kendall_tau_true_top_10pct']:.3f}; the best-scored model's `{TRUTH}`: "
+            f"{m['true_accuracy_of_best_scored']:.2f} (best of all: {m['best_true_accuracy_in_sample']:.2f}). "
+            f"Scoring took {sc['seconds'] / 60:.1f} min ({sc['archs_per_second']:.1f} models/s).",
+            "",
+            f"![every model]({path.stem}.png)",
+        ]
     if tabular:
         sel = tabular["selectors"]
         k = min(RANDOM_QUERIES, tabular["protocol"]["max_queries"]) - 1
