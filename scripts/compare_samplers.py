@@ -2,10 +2,13 @@
 
 For each method and seed: ``nasframe search +experiment=<preset> sampler=...`` (same epochs and batch size for
 all, so the same number of training steps), then ``nasframe rank`` on the same arch sample (``--sample-seed``)
-against the NAS-Bench-201 table. Writes ``results/sampler_comparison_<preset>.{md,json,png}``. Each finished run
-leaves ``row.json`` in its run directory and is not run again, so a long comparison can span several sessions.
+against the NAS-Bench-201 table. Writes ``results/sampler_comparison_<preset>.{md,json,png}`` after every finished
+run, so a long comparison can span several sessions: a (method, seed) row already in that committed JSON, or in
+``row.json`` of its run directory, is not run again, and the report lists the rows still to run. A run directory
+with a training checkpoint continues from it.
 
     python scripts/compare_samplers.py                                  # reduced CPU budget, seeds 0 1
+    python scripts/compare_samplers.py --experiment nb201_cifar10_cpu --num-archs 200   # the ranking budget
     python scripts/compare_samplers.py --experiment nb201_cifar10_gpu --num-archs 0 --seeds 0 1 2
 """
 
@@ -16,18 +19,17 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from nasframe.benchmarks.nb201 import NB201Benchmark
-from nasframe.cli import CONFIG_DIR
-from nasframe.config import RankConfig, register_configs
+from nasframe.cli import compose_config
+from nasframe.config import RankConfig
 from nasframe.rank import run_rank
-from nasframe.search import run_search
+
+from experiment_steps import search_to_the_end  # scripts/ is on the path when a script runs
 
 METHODS = {
     "uniform": ["sampler=uniform"],
@@ -47,57 +49,83 @@ def main() -> None:
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
-    register_configs()
     benchmark = NB201Benchmark()
-    rows = []
-    for method in args.methods:
-        for seed in args.seeds:
-            run_dir = args.runs / args.experiment / f"{method}-seed{seed}"
-            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose("search", overrides=[f"+experiment={args.experiment}", *METHODS[method], f"seed={seed}"])
-            done = run_dir / "row.json"
-            if done.is_file():  # finished by an earlier invocation: the comparison resumes across sessions
-                rows.append(json.loads(done.read_text()))
-                continue
-            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose("search", overrides=[f"+experiment={args.experiment}", *METHODS[method], f"seed={seed}"])
-            start = time.perf_counter()
-            outcome = run_search(cfg, run_dir)
-            search_seconds = time.perf_counter() - start
-            if outcome is None:
-                raise SystemExit("trainer.stop_after_epoch is not supported by the comparison: every run trains fully")
-            rank_cfg = OmegaConf.structured(RankConfig)
-            rank_cfg.run, rank_cfg.benchmark = str(run_dir), {"name": "nb201"}
-            rank_cfg.ranking.num_archs, rank_cfg.ranking.sample_seed = args.num_archs, args.sample_seed
-            rank_cfg.evaluator, rank_cfg.device, rank_cfg.threads = cfg.evaluator, cfg.device, cfg.threads
-            report, _ = run_rank(rank_cfg)
-            row = {"method": method, "seed": seed, **{m: report.metrics[m] for m in METRICS},
-                   "found_arch": outcome.native, "found_true": benchmark.metric(outcome.native, "cifar10_test"),
-                   "search_seconds": search_seconds, "scoring_seconds": report.seconds}
-            rows.append(row)
-            done.write_text(json.dumps(row) + "\n")
-            print(json.dumps(row), flush=True)
-    write(args, rows, cfg)
-
-
-def write(args, rows: list[dict], cfg) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"sampler_comparison_{args.experiment}"
+    budget = [f"+experiment={args.experiment}", *args.overrides]
+    rows = finished_rows(Path(f"{stem}.json"), args, shared_config(compose_config("search", budget)))
+    wanted = [(method, seed) for method in args.methods for seed in args.seeds]
+    cfg = None
+    for method, seed in wanted:
+        run_dir = args.runs / args.experiment / f"{method}-seed{seed}"
+        cfg = compose_config("search", [*budget, *METHODS[method], f"seed={seed}"], resume=run_dir)
+        done = run_dir / "row.json"
+        if (method, seed) in rows:
+            continue
+        if done.is_file():  # finished by an earlier invocation whose report was not written
+            rows[method, seed] = json.loads(done.read_text())
+            write(args, stem, rows, wanted, cfg)
+            continue
+        outcome, search_seconds = search_to_the_end(cfg, run_dir)
+        rank_cfg = OmegaConf.structured(RankConfig)
+        rank_cfg.run, rank_cfg.benchmark = str(run_dir), {"name": "nb201"}
+        rank_cfg.ranking.num_archs, rank_cfg.ranking.sample_seed = args.num_archs, args.sample_seed
+        rank_cfg.evaluator, rank_cfg.device, rank_cfg.threads = cfg.evaluator, cfg.device, cfg.threads
+        report, _ = run_rank(rank_cfg)
+        row = {"method": method, "seed": seed, **{m: report.metrics[m] for m in METRICS},
+               "found_arch": outcome.native, "found_true": benchmark.metric(outcome.native, "cifar10_test"),
+               "search_seconds": search_seconds, "scoring_seconds": report.seconds,
+               "num_archs": args.num_archs, "sample_seed": args.sample_seed}
+        rows[method, seed] = row
+        done.write_text(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+        write(args, stem, rows, wanted, cfg)
+    if cfg is not None:
+        write(args, stem, rows, wanted, cfg)
+
+
+def shared_config(cfg) -> dict:
+    """The run config without what differs between the comparison's rows (sampler, seed, resume)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("sampler", "seed", "resume"):
+        config.pop(key, None)
+    return config
+
+
+def finished_rows(report_json: Path, args, budget: dict) -> dict[tuple[str, int], dict]:
+    """Rows of an earlier invocation's report, when it trained with the same budget and ranked the same sample."""
+    if not report_json.is_file():
+        return {}
+    report = json.loads(report_json.read_text())
+    earlier = dict(report["meta"]["config"])
+    for key in ("sampler", "seed", "resume"):
+        earlier.pop(key, None)
+    if earlier != budget:
+        print(f"{report_json} was made with another config; its rows are not reused (the report is rewritten)")
+        return {}
+    return {(r["method"], r["seed"]): r for r in report["rows"]
+            if r.get("num_archs", args.num_archs) == args.num_archs and r.get("sample_seed", args.sample_seed) == args.sample_seed}
+
+
+def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tuple[str, int]], cfg) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [found[key] for key in sorted(found, key=lambda k: (list(METHODS).index(k[0]), k[1]))]
+    missing = [f"{method} seed {seed}" for method, seed in wanted if (method, seed) not in found]
     meta = {"command": "python " + " ".join(sys.argv), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "config": OmegaConf.to_container(cfg, resolve=True)}
+            "threads": torch.get_num_threads(), "config": shared_config(cfg), "still_to_run": missing}
     Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     t, s = cfg.trainer, cfg.space
     lines = [
-        f"# Sampler comparison on NAS-Bench-201 / CIFAR-10 ({args.experiment})",
+        f"# Sampler comparison on NAS-Bench-201 / {cfg.dataset.name} ({args.experiment})",
         "",
         f"- command: `{meta['command']}`; python {meta['python']}, torch {meta['torch']}, {meta['threads']} threads (CPU)",
         f"- budget, the same for every method: NB201 C={s.channels} N={s.cells_per_stage}, {t.epochs} epochs x "
-        f"{cfg.dataset.train_limit or 25000} images at batch {t.batch_size}, SGD lr {t.lr} cosine; few-shot splits after "
+        f"{_images(cfg.dataset, 'train_limit')} training images at batch {t.batch_size}, SGD lr {t.lr} cosine; few-shot splits after "
         "half the epochs (fresh cosine schedule after the split); gradient matching spends extra forward/backward "
         "passes on its split decisions (not counted in the epochs)",
         f"- ranking: the same {args.num_archs} archs (sample_seed {args.sample_seed}) for every run, scored on "
-        f"{cfg.dataset.valid_limit or 25000} valid images, BN recalibrated; truth NAS-Bench-201 cifar10_test",
+        f"{_images(cfg.dataset, 'valid_limit')} valid images, BN recalibrated; truth NAS-Bench-201 cifar10_test",
         "",
         "| method | seeds | Kendall tau | Spearman | P@top-5% | P@top-10% | true acc. of best-scored | found arch (evolution) | time per run |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -107,17 +135,27 @@ def write(args, rows: list[dict], cfg) -> None:
 
         def cell(key: str, digits: int = 3) -> str:
             values = [r[key] for r in rs]
-            spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-            return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+            if len(values) == 1:  # one seed: no spread to state
+                return f"{values[0]:.{digits}f}"
+            return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 
         minutes = statistics.mean(r["search_seconds"] + r["scoring_seconds"] for r in rs) / 60
         lines.append(f"| {method} | {', '.join(str(r['seed']) for r in rs)} | {cell('kendall_tau')} | {cell('spearman')} | "
                      f"{cell('precision_at_top_5pct', 2)} | {cell('precision_at_top_10pct', 2)} | "
                      f"{cell('true_accuracy_of_best_scored', 2)} | {cell('found_true', 2)} | {minutes:.1f} min |")
-    lines += ["", "Mean ± standard deviation over seeds.", "", f"![Kendall tau per method and seed]({stem.name}.png)", ""]
+    lines += ["", "Mean ± standard deviation over seeds (a single value where one seed has run)."]
+    if missing:
+        lines += ["", f"Still to run (the comparison resumes with the same command): {', '.join(missing)}."]
+    lines += ["", f"![Kendall tau per method and seed]({stem.name}.png)", ""]
     Path(f"{stem}.md").write_text("\n".join(lines))
     plot(rows, f"{stem}.png")
     print("\n".join(lines))
+
+
+def _images(dataset, limit_key: str) -> str:
+    """How many images of a split the runs use: the configured limit, or all of the split."""
+    limit = dataset.get(limit_key) or 0
+    return f"{limit:,}" if limit else "all"
 
 
 def plot(rows: list[dict], path: str) -> None:
