@@ -161,3 +161,38 @@ def test_path_sampling_under_a_space_rule_is_the_product_conditioned_on_the_rule
     all_skip = 0.9 ** len(ops)
     expected = (0.9 - all_skip) / (1 - all_skip)  # P(op_0 = skip | not every op skip)
     assert np.mean([a[ops[0].name] == "skip" for a in draws]) == pytest.approx(expected, abs=0.015)
+
+
+def test_elastic_choices_record_the_gradient_norm_of_the_weights_their_option_runs():
+    """MobileNet's choices hold no weights of their own; PA&DA's path importance for them is the gradient norm
+    of the layers they size (only the active slices, and for depth only the blocks that run, get a gradient)."""
+    from nasframe.core.space import DataSpec
+    from search_spaces.mobilenet import MobileNetSpace, depth_choice, expand_choice, kernel_choice
+
+    space = MobileNetSpace(DataSpec(1, (8, 8), 10), stem_channels=8, stage_channels=[8, 16], stage_strides=[1, 2],
+                           stage_se=[False, True], stage_activation=["relu", "hswish"], head_channels=32, dropout=0.0)
+    torch.manual_seed(0)
+    supernet = space.build_supernet()
+    arch = space.largest().replace(**{depth_choice(2): "2", kernel_choice(2, 1): "3", expand_choice(2, 2): "3"})
+    supernet.set_arch(arch)
+    supernet(torch.randn(4, 1, 8, 8)).sum().backward()
+    result = supernet.path_grad_norms()
+
+    def norm(*modules):
+        params = {id(p): p for m in modules for p in m.parameters()}.values()
+        return torch.cat([p.grad.flatten() for p in params if p.grad is not None]).norm()
+
+    stage = supernet.stages[1]
+    first, second = stage[0], stage[1]
+    assert torch.allclose(result[kernel_choice(2, 1)], norm(first.depthwise.conv))
+    assert torch.allclose(result[expand_choice(2, 2)], norm(second.expand.conv, second.expand.bn, second.depthwise.conv,
+                                                            second.depthwise.bn, second.project.conv, second.se))
+    assert torch.allclose(result[depth_choice(2)], norm(first, second))  # blocks 3 and 4 did not run
+    assert all(p.grad is None for block in stage[2:] for p in block.parameters())
+    assert result[kernel_choice(2, 3)] is None and result[expand_choice(2, 4)] is None  # skipped blocks
+
+    sampler = PADASampler(space, seed=0)
+    sampler.observe(arch, {"path_grad_norms": result})
+    sampler.end_epoch(epoch=1, epochs=2)  # tau = 1/2: the options seen get more than the uniform share
+    assert sampler.prob[depth_choice(2)][space.choice(depth_choice(2)).index("2")] > 1 / 3
+    assert sampler.prob[kernel_choice(2, 3)] == pytest.approx([1 / 3] * 3)  # never ran: uniform

@@ -22,7 +22,7 @@ supernet path into a plain torch module like any other supernet.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -346,6 +346,19 @@ class ElasticChoice(ChoiceModule):
     def active_module(self) -> nn.Module:
         """An empty module: the weights of the targets belong to the modules that hold them."""
         return self.__dict__["no_weights"]
+
+    def option_parameters(self) -> Iterator[nn.Parameter]:
+        """The weights of the layers this choice sizes. Only the slices the active option runs get a gradient
+        (the depth choice: only the blocks that run), so a gradient norm over them is the norm over the active
+        option's weights. Larger options run more weights and so get larger norms, as a 3x3 convolution does
+        against a 1x1 on NAS-Bench-201; layers sized by several choices (a depthwise conv: kernel and expand
+        ratio) count for each of them."""
+        seen: set[int] = set()
+        for layer, _ in self.__dict__["targets"]:
+            for param in layer.parameters():
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    yield param
 
     def extra_repr(self) -> str:
         return f"choice={self.choice_name!r}, values={self.values}, active={self.active!r}"

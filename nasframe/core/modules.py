@@ -7,7 +7,7 @@ mode (DARTS) an :class:`OpChoice` computes the weighted sum of its candidates in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Union
 
 import torch
@@ -79,6 +79,10 @@ class ChoiceModule(nn.Module):
     def active_module(self) -> nn.Module:
         """The module that the active option runs, as a standalone module would hold it."""
         raise NotImplementedError
+
+    def option_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters that the active option trains (PA&DA's path importance is their gradient norm)."""
+        return self.active_module().parameters()
 
 
 class OpChoice(ChoiceModule):
@@ -218,14 +222,15 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def path_grad_norms(self) -> dict[str, torch.Tensor | None]:
-        """For each choice, the L2 norm of the gradient of its active option's parameters, averaged over the
-        modules that share the choice; ``None`` where the active option has no parameter with a gradient.
+        """For each choice, the L2 norm of the gradient of its active option's parameters
+        (:meth:`ChoiceModule.option_parameters`), averaged over the modules that share the choice; ``None`` where
+        the active option has no parameter with a gradient.
         Stays on the device (no host synchronisation)."""
         out: dict[str, torch.Tensor | None] = {}
         for name, modules in self._choice_index().items():
             norms = []
             for module in modules:
-                grads = [p.grad for p in module.active_module().parameters() if p.grad is not None]
+                grads = [p.grad for p in module.option_parameters() if p.grad is not None]
                 if grads:
                     norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
             out[name] = torch.stack(norms).mean() if norms else None

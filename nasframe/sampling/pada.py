@@ -8,7 +8,9 @@ of supernet training. As in the official implementation (github.com/ShunLu91/PA-
   recorded for each choice; at the end of epoch ``e`` (0-based) of ``E`` the importance of option ``o`` of
   choice ``c`` is its mean recorded norm ``g[c, o]``, normalised ``p_imp[c, o] = g[c, o] / sum_o' g[c, o']``, and
   the next epoch samples ``p[c] = tau_e * p_imp[c] + (1 - tau_e) * uniform`` with ``tau_e = tau_max * e / E``.
-  Options without parameters (none, skip, pooling) have no gradient, so they keep only the uniform share.
+  Options without parameters (none, skip, pooling) have no gradient, so they keep only the uniform share. An
+  elastic choice (MobileNet kernel, expand ratio, depth) records the gradient norm of the weight slices its
+  active option runs (:meth:`~nasframe.core.elastic.ElasticChoice.option_parameters`).
   A path's probability is the product over choices. ``share_across_choices`` pools the statistics of all
   choices into one distribution, as the official NAS-Bench-201 code does (it needs equal option sets).
   Where a space's rule excludes a few option combinations (NAS-Bench-Graph: not every op ``skip``), a path is
