@@ -10,6 +10,7 @@ with a training checkpoint continues from it.
     python scripts/compare_samplers.py                                  # reduced CPU budget, seeds 0 1
     python scripts/compare_samplers.py --experiment nb201_cifar10_cpu --num-archs 200   # the ranking budget
     python scripts/compare_samplers.py --experiment nb201_cifar10_gpu --num-archs 0 --seeds 0 1 2
+    python scripts/compare_samplers.py --experiment nb201_cifar10_cpu --num-archs 200 --report-only  # no training
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--report-only", action="store_true", help="write the report of the finished rows; run nothing")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
     benchmark = NB201Benchmark()
@@ -66,6 +68,8 @@ def main() -> None:
         if done.is_file():  # finished by an earlier invocation whose report was not written
             rows[method, seed] = json.loads(done.read_text())
             write(args, stem, rows, wanted, cfg)
+            continue
+        if args.report_only:
             continue
         outcome, search_seconds = search_to_the_end(cfg, run_dir)
         rank_cfg = OmegaConf.structured(RankConfig)
@@ -112,7 +116,8 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [found[key] for key in sorted(found, key=lambda k: (list(METHODS).index(k[0]), k[1]))]
     missing = [f"{method} seed {seed}" for method, seed in wanted if (method, seed) not in found]
-    meta = {"command": "python " + " ".join(sys.argv), "python": platform.python_version(), "torch": torch.__version__,
+    command = "python " + " ".join(a for a in sys.argv if a != "--report-only")  # the command that runs the rows
+    meta = {"command": command, "python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "config": shared_config(cfg), "still_to_run": missing}
     Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     t, s = cfg.trainer, cfg.space

@@ -48,6 +48,13 @@ def test_rows_for_every_method_and_seed_then_resume_without_training(tmp_path: P
     assert not list((tmp_path / "runs").rglob("checkpoint.pt")), again.stdout[-2000:]
     assert json.loads((tmp_path / "out" / "sampler_comparison_nb201_cifar10_compare_cpu.json").read_text())["rows"] == report["rows"]
 
+    # --report-only lists the rows still to run and trains none of them
+    _compare(tmp_path, "--methods", "uniform", "pada", "--seeds", "0", "1", "--report-only")
+    partial = json.loads((tmp_path / "out" / "sampler_comparison_nb201_cifar10_compare_cpu.json").read_text())
+    assert partial["rows"] == report["rows"] and partial["meta"]["still_to_run"] == ["uniform seed 1", "pada seed 1"]
+    assert not list((tmp_path / "runs").rglob("checkpoint.pt"))
+    assert "Still to run" in (tmp_path / "out" / "sampler_comparison_nb201_cifar10_compare_cpu.md").read_text()
+
 
 def test_rows_of_another_budget_or_arch_sample_are_not_reused(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("compare_samplers", ROOT / "scripts" / "compare_samplers.py")
