@@ -206,9 +206,13 @@ class PADASampler(PathSampler):
         return PADAData(num_examples, self.config.tau_max) if self.config.data else None
 
     def log_to(self, writer: Any, epoch: int) -> None:
+        """Each option's probability as a scalar, and all of them as one histogram of ``p * len(choice)`` (1 is
+        uniform), which shows at a glance how far the path distribution has moved from uniform."""
         for c in self.choices:
             for option, p in zip(c.options, self.prob[c.name]):
                 writer.add_scalar(f"pada_path/{c.name}/{option}", float(p), epoch)
+        relative = np.concatenate([self.prob[c.name] * len(c) for c in self.choices])
+        writer.add_histogram("pada_path/option_probability_x_options", relative, epoch)
 
     def state_dict(self) -> dict[str, Any]:
         self._flush()
