@@ -71,7 +71,7 @@ def main() -> None:
             continue
         if args.report_only:
             continue
-        outcome, search_seconds = search_to_the_end(cfg, run_dir)
+        outcome, search_seconds = search_to_the_end(cfg, run_dir, resume_flag="")  # resumes by itself
         rank_cfg = OmegaConf.structured(RankConfig)
         rank_cfg.run, rank_cfg.benchmark = str(run_dir), {"name": "nb201"}
         rank_cfg.ranking.num_archs, rank_cfg.ranking.sample_seed = args.num_archs, args.sample_seed
@@ -89,12 +89,17 @@ def main() -> None:
         write(args, stem, rows, wanted, cfg)
 
 
+#: config keys that differ between the rows of one comparison
+ROW_KEYS = ("sampler", "seed", "resume")
+
+
 def shared_config(cfg) -> dict:
-    """The run config without what differs between the comparison's rows (sampler, seed, resume)."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("sampler", "seed", "resume"):
-        config.pop(key, None)
-    return config
+    """The run config without what differs between the comparison's rows."""
+    return _without_row_keys(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _without_row_keys(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key not in ROW_KEYS}
 
 
 def finished_rows(report_json: Path, args, budget: dict) -> dict[tuple[str, int], dict]:
@@ -102,10 +107,7 @@ def finished_rows(report_json: Path, args, budget: dict) -> dict[tuple[str, int]
     if not report_json.is_file():
         return {}
     report = json.loads(report_json.read_text())
-    earlier = dict(report["meta"]["config"])
-    for key in ("sampler", "seed", "resume"):
-        earlier.pop(key, None)
-    if earlier != budget:
+    if _without_row_keys(report["meta"]["config"]) != budget:
         print(f"{report_json} was made with another config; its rows are not reused (the report is rewritten)")
         return {}
     return {(r["method"], r["seed"]): r for r in report["rows"]
