@@ -56,7 +56,8 @@ def main() -> None:
     benchmark = NB201Benchmark()
     stem = args.out / f"sampler_comparison_{args.experiment}"
     budget = [f"+experiment={args.experiment}", *args.overrides]
-    rows = finished_rows(Path(f"{stem}.json"), args, shared_config(compose_config("search", budget)))
+    defaults = shared_config(compose_config("search", budget[:1]))  # the preset without this invocation's overrides
+    rows = finished_rows(Path(f"{stem}.json"), args, shared_config(compose_config("search", budget)), defaults)
     wanted = [(method, seed) for method in args.methods for seed in args.seeds]
     cfg = None
     for method, seed in wanted:
@@ -102,16 +103,37 @@ def _without_row_keys(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in ROW_KEYS}
 
 
-def finished_rows(report_json: Path, args, budget: dict) -> dict[tuple[str, int], dict]:
-    """Rows of an earlier invocation's report, when it trained with the same budget and ranked the same sample."""
+def finished_rows(report_json: Path, args, budget: dict, defaults: dict | None = None) -> dict[tuple[str, int], dict]:
+    """Rows of an earlier invocation's report, when it trained with the same budget and ranked the same sample.
+
+    A config key that the report predates (a setting added to nasframe since) does not change the budget while
+    this invocation leaves it at its default (``defaults``, the preset's config)."""
     if not report_json.is_file():
         return {}
     report = json.loads(report_json.read_text())
-    if _without_row_keys(report["meta"]["config"]) != budget:
+    stored = _without_row_keys(report["meta"]["config"])
+    if not same_budget(stored, budget, defaults or {}):
         print(f"{report_json} was made with another config; its rows are not reused (the report is rewritten)")
         return {}
     return {(r["method"], r["seed"]): r for r in report["rows"]
             if r.get("num_archs", args.num_archs) == args.num_archs and r.get("sample_seed", args.sample_seed) == args.sample_seed}
+
+
+def same_budget(stored: dict, current: dict, defaults: dict) -> bool:
+    """``stored`` and ``current`` configs are equal, up to keys missing from ``stored`` that ``current`` holds at
+    their default."""
+    for key in stored.keys() | current.keys():
+        if key not in current:
+            return False
+        if key not in stored:
+            if not isinstance(defaults, dict) or key not in defaults or current[key] != defaults[key]:
+                return False
+        elif isinstance(stored[key], dict) and isinstance(current[key], dict):
+            if not same_budget(stored[key], current[key], defaults.get(key, {}) if isinstance(defaults, dict) else {}):
+                return False
+        elif stored[key] != current[key]:
+            return False
+    return True
 
 
 def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tuple[str, int]], cfg) -> None:

@@ -74,5 +74,10 @@ def test_rows_of_another_budget_or_arch_sample_are_not_reused(tmp_path: Path) ->
 
     assert module.finished_rows(report, Args, budget) == {("uniform", 0): row}
     assert module.finished_rows(report, Args, {**budget, "trainer": {"epochs": 5}}) == {}
+    # a setting added to nasframe after the report: compatible while this invocation leaves it at its default
+    newer = {**budget, "trainer": {"epochs": 10, "compile": "off"}}
+    assert module.finished_rows(report, Args, newer, defaults=newer) == {("uniform", 0): row}
+    assert module.finished_rows(report, Args, newer, defaults={**budget, "trainer": {"epochs": 10, "compile": "max"}}) == {}
+    assert module.finished_rows(report, Args, newer) == {}
     Args.num_archs = 100
     assert module.finished_rows(report, Args, budget) == {}
