@@ -10,7 +10,7 @@ import torch
 from nasframe.core.space import DataSpec
 from nasframe.hardware.lut import MeasureSettings, build_lut, find_adapter, table_choices
 from search_spaces.mobilenet import MobileNetSpace, depth_choice, expand_choice, kernel_choice
-from search_spaces.mobilenet_latency import SKIPPED, MobileNetLatencyAdapter, block_choice
+from search_spaces.mobilenet_latency import SKIPPED, MobileNetLatencyAdapter
 
 TINY = {
     "stem_channels": 8, "stage_channels": [8, 16], "stage_strides": [1, 2], "stage_se": [False, True],

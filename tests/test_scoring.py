@@ -13,7 +13,6 @@ from nasframe.errors import ConfigError
 from nasframe.evaluation import EvaluatorConfig, SupernetEvaluator
 from nasframe.evaluation.scoring import fold_batchnorm
 from nasframe.export import extract
-from nasframe.training.trainer import TrainerConfig
 from test_trainer import make_trainer
 
 

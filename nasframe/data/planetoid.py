@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from nasframe.core.registry import DATASETS
 from nasframe.core.settings import Configurable
 from nasframe.data.base import DatasetSplits
