@@ -67,6 +67,17 @@ def test_builtin_and_entry_point_names_resolve():
     assert {"evolutionary", "random"} <= set(SELECTORS.names())
 
 
+def test_a_source_checkout_finds_its_spaces_without_installed_entry_points(monkeypatch):
+    """On PYTHONPATH, not pip-installed (as on a machine where nothing may be installed), the entry points that
+    pyproject.toml declares still resolve."""
+    import nasframe.core.registry as registry
+    from search_spaces.mobilenet import MobileNetSpace
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    assert SPACES.get("mobilenet") is MobileNetSpace
+    assert {"nb201", "darts", "mobilenet", "gnn_bench", "graphnas"} <= set(SPACES.names())
+
+
 def test_nasframe_never_imports_search_spaces():
     root = Path(__file__).resolve().parents[1] / "nasframe"
     pattern = re.compile(r"^\s*(from|import)\s+search_spaces", re.MULTILINE)

@@ -12,9 +12,11 @@ Unknown names raise :class:`~nasframe.errors.UnknownNameError` listing the known
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from nasframe.errors import ConfigError, UnknownNameError
@@ -51,7 +53,9 @@ class Registry(Generic[T]):
         return decorate
 
     def _entry_points(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group=self.entry_point_group)}
+        """The installed entry points of this registry's group, over those a source checkout declares."""
+        installed = {ep.name: ep for ep in entry_points(group=self.entry_point_group)}
+        return {**_checkout_entry_points(self.entry_point_group), **installed}
 
     def names(self) -> list[str]:
         """All names this registry can resolve without a module path."""
@@ -86,6 +90,24 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         self._import_builtins()
         return name in self._registered or name in self._entry_points()
+
+
+@functools.lru_cache(maxsize=None)
+def _checkout_entry_points(group: str) -> dict[str, EntryPoint]:
+    """The entry points of ``group`` declared in the ``pyproject.toml`` of the checkout that holds this package, so
+    that a source checkout on ``PYTHONPATH`` (not pip-installed: no installed entry points) still finds its spaces."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: only installed entry points
+        return {}
+    project = tomllib.loads(pyproject.read_text()).get("project", {})
+    if project.get("name") != "nasframe":
+        return {}
+    declared = project.get("entry-points", {}).get(group, {})
+    return {name: EntryPoint(name, path, group) for name, path in declared.items()}
 
 
 SPACES: Registry[Any] = Registry("search space", "nasframe.spaces")
