@@ -72,9 +72,14 @@ def _search(cfg: DictConfig) -> None:
 
 
 def _rank(cfg: DictConfig) -> None:
+    from nasframe.evaluation.ranking import ScoringStopped
     from nasframe.rank import run_rank
 
-    report, out = run_rank(cfg)
+    try:
+        report, out = run_rank(cfg)
+    except ScoringStopped as stopped:
+        print(f"\nranking.stop_after_s={cfg.ranking.stop_after_s} reached: {stopped}")
+        return
     print()
     for name, value in report.metrics.items():
         print(f"{name:<32} {value:.4f}")

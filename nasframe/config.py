@@ -57,6 +57,7 @@ class RankingConfig:
     truth_metric: str = "cifar10_test"  # the benchmark metric that is ground truth
     also_against: List[str] = field(default_factory=list)  # further benchmark metrics to compare the scores with
     canonical: bool = False  # rank distinct models: one arch per isomorphism class (space.canonical)
+    stop_after_s: float = 0.0  # > 0: stop scoring after this many seconds; scores.jsonl keeps them, rerun continues
 
 
 @dataclass

@@ -7,10 +7,12 @@ training images, the same ones for every arch), and which benchmark metric is th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +22,7 @@ from nasframe.config import RankConfig, RankingConfig, SearchConfig
 from nasframe.core.settings import settings_from
 from nasframe.errors import ConfigError, DataError
 from nasframe.evaluation.ranking import RankingReport, plot_ranking, rank_archs, sample_archs
+from nasframe.evaluation.score_store import ScoreStore
 from nasframe.search import build_supernet, make_evaluator, setup_search
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from nasframe.training.trainer import restore_supernet
@@ -75,15 +78,34 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
         "device": str(setup.device),
         "torch": torch.__version__,
     }
-    log.info("scoring %d archs on %s", len(archs), setup.device)
+    out = Path(cfg.out).expanduser() if cfg.out else run_dir / "ranking"
+    store = ScoreStore(out / SCORES_NAME, score_fingerprint(protocol, state, setup.space, archs))
+    log.info("scoring %d archs on %s", len(archs) - sum(setup.space.format(a) in store for a in archs), setup.device)
     report = rank_archs(
         setup.space, evaluator, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
         progress=True,
         other_truths={m: (lambda native, m=m: benchmark.metric(native, m)) for m in ranking.also_against},
+        store=store, stop_after_s=ranking.stop_after_s,
     )
-    out = Path(cfg.out).expanduser() if cfg.out else run_dir / "ranking"
     write_ranking(report, out, title=f"{setup.space.name} supernet vs {benchmark.name} {ranking.truth_metric}")
     return report, out
+
+
+#: the scores of a ranking as they come (one JSON line per arch), in the ranking's output folder
+SCORES_NAME = "scores.jsonl"
+
+
+def score_fingerprint(protocol: dict[str, Any], state: dict[str, Any], space: Any, archs: list) -> dict[str, Any]:
+    """What makes stored scores comparable with new ones: the supernet's weights (a digest), how archs are scored
+    (split, BN recalibration, evaluator settings, device type) and which archs (a digest of the sample)."""
+    weights = hashlib.sha256()
+    for key in sorted(state["model"]):
+        tensor = state["model"][key]
+        weights.update(key.encode())
+        weights.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    sample = hashlib.sha256("\n".join(space.format(a) for a in archs).encode())
+    return {"weights": weights.hexdigest(), "sample": sample.hexdigest(), "device": protocol["device"].split(":")[0],
+            **{k: protocol[k] for k in ("space", "supernet_epochs", "score", "bn", "evaluator")}}
 
 
 def write_ranking(report: RankingReport, out: Path, title: str = "") -> None:

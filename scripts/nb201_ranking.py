@@ -7,7 +7,8 @@
 Steps: ``nasframe search +experiment=<name>`` (train, evolutionary selection, export) into ``--run-dir``, then
 ``nasframe rank`` on ``--num-archs`` archs against the NAS-Bench-201 table, then a report in ``results/``:
 ``nb201_ranking_<experiment>.md`` / ``.json`` / ``.png``. ``--resume`` continues training from the run
-directory's checkpoint (for sessions shorter than the run).
+directory's checkpoint (for sessions shorter than the run), and the ranking from the scores already kept in the
+run's ``ranking/scores.jsonl`` (``--rank-seconds`` stops scoring after a time slice).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.cli import compose_config
 from nasframe.hardware import describe_device
 from nasframe.config import RankConfig
+from nasframe.evaluation.ranking import ScoringStopped
 from nasframe.rank import run_rank
 
 from experiment_steps import search_to_the_end  # scripts/ is on the path when a script runs
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("--num-archs", type=int, default=200)
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
+    parser.add_argument("--rank-seconds", type=float, default=0.0,
+                        help="stop scoring after this many seconds; the scores so far are kept and --resume continues")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (after --)")
     args = parser.parse_args()
@@ -57,7 +61,12 @@ def main() -> None:
     rank_cfg.ranking.sample_seed = args.sample_seed
     rank_cfg.evaluator = cfg.evaluator
     rank_cfg.device, rank_cfg.threads = cfg.device, cfg.threads
-    report, rank_out = run_rank(rank_cfg)
+    rank_cfg.ranking.stop_after_s = args.rank_seconds
+    try:
+        report, rank_out = run_rank(rank_cfg)
+    except ScoringStopped as stopped:  # a time slice of a long ranking (ranking.stop_after_s)
+        print(f"ranking stopped early: {stopped}: python {' '.join(a for a in sys.argv if a != '--resume')} --resume")
+        return
 
     benchmark = NB201Benchmark()
     found_true = benchmark.metric(outcome.native, "cifar10_test")

@@ -76,6 +76,15 @@ def test_search_writes_a_complete_run_directory(tmp_path):
     assert "12 distinct archs" in ranking["protocol"]["archs"] and ranking["protocol"]["supernet_epochs"] == 2
     assert (run_dir / "ranking/ranking.png").stat().st_size > 1000
     assert "kendall_tau" in ranked.stdout
+    # the scores are kept: the same command again scores nothing and gives the same ranking
+    again = nasframe("rank", f"run={run_dir}", f"benchmark.path={table}", "ranking.num_archs=12",
+                     "evaluator.bn_recalibration_batches=1", f"hydra.run.dir={tmp_path / 'rank2'}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "12 scores of this ranking already there" in (tmp_path / "rank2/rank.log").read_text()
+    assert json.loads((run_dir / "ranking/ranking.json").read_text())["archs"] == ranking["archs"]
+    sliced = nasframe("rank", f"run={run_dir}", f"benchmark.path={table}", "ranking.num_archs=14",
+                      "ranking.stop_after_s=1e-9", f"hydra.run.dir={tmp_path / 'rank3'}", cwd=tmp_path)
+    assert sliced.returncode == 0 and "reached: scored 0 of 14 archs" in sliced.stdout, sliced.stderr[-2000:]
 
 
 def synthetic_nb201_table(path):

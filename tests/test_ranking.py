@@ -10,7 +10,8 @@ import pytest
 from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.data.paths import data_root
 from nasframe.errors import ConfigError, DataError, InvalidArchError
-from nasframe.evaluation.ranking import precision_at_top, ranking_metrics, sample_archs
+from nasframe.evaluation.ranking import ScoringStopped, precision_at_top, rank_archs, ranking_metrics, sample_archs
+from nasframe.evaluation.score_store import ScoreStore
 from search_spaces.nb201 import NB201Space
 
 REAL_TABLE = data_root() / "nb201" / "accuracy.csv"
@@ -41,6 +42,54 @@ def test_sample_archs_is_distinct_seeded_or_complete():
     a, b = sample_archs(space, 200, seed=3), sample_archs(space, 200, seed=3)
     assert a == b and len(set(a)) == 200 and sample_archs(space, 200, seed=4) != a
     assert len(sample_archs(space, 0, seed=0)) == 15_625
+
+
+def test_a_ranking_in_time_slices_scores_each_arch_once(tmp_path):
+    """Scores are kept as they come; a later ranking with the same fingerprint scores only the rest, a cut last
+    line (a killed ranking) is dropped, and another fingerprint starts afresh."""
+    space, path = NB201Space(), tmp_path / "scores.jsonl"
+    archs = sample_archs(space, 6, seed=0)
+    natives = [space.format(a) for a in archs]
+    scored: list[str] = []
+
+    def score(arch) -> float:
+        scored.append(space.format(arch))
+        return 50.0 + len(scored)
+
+    def truth(native: str) -> float:
+        return float(native.count("conv"))
+
+    store = ScoreStore(path, {"weights": "w1"})
+    for native in natives[:2]:  # an earlier slice scored two archs
+        store.add(native, 10.0, 0.5)
+    with pytest.raises(ScoringStopped, match="scored 2 of 6 archs"):
+        rank_archs(space, score, truth, archs, {}, store=store, stop_after_s=1e-12)
+    assert scored == []
+    with path.open("a") as f:
+        f.write('{"arch": "|nor_conv')  # killed while writing
+    report = rank_archs(space, score, truth, archs, {}, store=ScoreStore(path, {"weights": "w1"}))
+    assert scored == natives[2:]  # only the rest was scored
+    assert report.scores == [10.0, 10.0, 51.0, 52.0, 53.0, 54.0] and report.seconds >= 1.0  # both slices' time
+    assert len(ScoreStore(path, {"weights": "w1"})) == 6
+    assert len(ScoreStore(path, {"weights": "w2"})) == 0  # other weights: nothing reused
+    with pytest.raises(ValueError, match="needs a score store"):
+        rank_archs(space, score, truth, archs, {}, stop_after_s=1.0)
+
+
+def test_score_fingerprint_changes_with_the_weights_and_the_sample():
+    import torch
+
+    from nasframe.rank import score_fingerprint
+
+    space = NB201Space()
+    protocol = {"device": "cuda:0", "space": {}, "supernet_epochs": 2, "score": "s", "bn": "b", "evaluator": {}}
+    state = {"model": {"a": torch.zeros(3), "n": torch.tensor(2)}}
+    archs = sample_archs(space, 4, seed=0)
+    base = score_fingerprint(protocol, state, space, archs)
+    assert base == score_fingerprint({**protocol, "device": "cuda:1"}, state, space, archs)
+    assert base != score_fingerprint(protocol, {"model": {"a": torch.ones(3), "n": torch.tensor(2)}}, space, archs)
+    assert base != score_fingerprint(protocol, state, space, archs[::-1])
+    assert base != score_fingerprint({**protocol, "device": "cpu"}, state, space, archs)
 
 
 def test_table_benchmark_reads_any_table(tmp_path):

@@ -24,6 +24,7 @@ from scipy import stats
 
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
+from nasframe.evaluation.score_store import ScoreStore
 
 
 def precision_at_top(scores: np.ndarray, truth: np.ndarray, fraction: float) -> float:
@@ -102,6 +103,14 @@ class RankingReport:
         }
 
 
+class ScoringStopped(Exception):
+    """A ranking stopped at its time limit (``stop_after_s``); its scores so far are in its score store."""
+
+    def __init__(self, scored: int, total: int, store_path: Any) -> None:
+        super().__init__(f"scored {scored} of {total} archs (kept in {store_path}); the same command continues")
+        self.scored, self.total, self.store_path = scored, total, store_path
+
+
 def rank_archs(
     space: SearchSpace,
     score: Callable[[Arch], float],
@@ -110,20 +119,40 @@ def rank_archs(
     protocol: dict[str, Any],
     progress: bool = False,
     other_truths: dict[str, Callable[[str], float]] | None = None,
+    store: ScoreStore | None = None,
+    stop_after_s: float = 0.0,
 ) -> RankingReport:
     """Score every arch with ``score`` (e.g. a supernet evaluator), look up ``truth`` by native string, compare.
 
     ``other_truths`` (name -> lookup) are further ground truths the same scores are compared with (e.g. the
-    benchmark's validation accuracy next to its test accuracy): their metrics go into ``extra["against"]``."""
+    benchmark's validation accuracy next to its test accuracy): their metrics go into ``extra["against"]``.
+    With a ``store``, archs it already holds are not scored again and every new score is added to it as it
+    comes; ``stop_after_s`` > 0 (needs a store) raises :class:`ScoringStopped` once that many seconds of scoring
+    have passed, so a long ranking runs in time slices. The report's seconds are the scoring time of all its
+    archs, over every slice."""
+    if stop_after_s > 0 and store is None:
+        raise ValueError("rank_archs: stop_after_s needs a score store to continue from")
     natives = [space.format(a) for a in archs]
     true_values = [truth(n) for n in natives]  # fail on a missing benchmark entry before any scoring
     others = {name: [lookup(n) for n in natives] for name, lookup in (other_truths or {}).items()}
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    bar = tqdm(archs, desc="scoring", disable=not progress or not sys.stderr.isatty(), leave=False)
-    scores = [float(score(a)) for a in bar]
-    seconds = time.perf_counter() - start
+    scores, seconds = [], 0.0
+    bar = tqdm(list(zip(archs, natives)), desc="scoring", disable=not progress or not sys.stderr.isatty(), leave=False)
+    for arch, native in bar:
+        if store is not None and native in store:
+            value, spent = store.scores[native]
+        else:
+            if stop_after_s > 0 and time.perf_counter() - start >= stop_after_s:
+                raise ScoringStopped(len(store), len(archs), store.path)  # type: ignore[arg-type]
+            began = time.perf_counter()
+            value = float(score(arch))
+            spent = time.perf_counter() - began
+            if store is not None:
+                store.add(native, value, spent)
+        scores.append(value)
+        seconds += spent
     extra = {"against": {name: ranking_metrics(scores, values) for name, values in others.items()}} if others else {}
     return RankingReport(dict(protocol), ranking_metrics(scores, true_values), natives, scores, true_values, seconds,
                          extra)
