@@ -161,7 +161,7 @@ def test_gradient_matching_split_recurses_within_the_budget(cifar_like_space):
 
 
 # -- few-shot training through the trainer -------------------------------------------------------------------
-def make_fewshot_trainer(space, digits, run_dir=None, epochs=4, seed=0, **settings):
+def make_fewshot_trainer(space, digits, run_dir=None, epochs=4, seed=0, trainer_settings=None, **settings):
     from nasframe.data.base import InMemoryLoader
     from nasframe.sampling.fewshot import FewShotSampler
     from nasframe.training import SupernetTrainer, TrainerConfig
@@ -169,7 +169,7 @@ def make_fewshot_trainer(space, digits, run_dir=None, epochs=4, seed=0, **settin
     torch.manual_seed(seed)
     sampler = FewShotSampler(space, seed=seed, **settings)
     loader = InMemoryLoader(digits.train, 128, seed=seed)
-    config = TrainerConfig(epochs=epochs, batch_size=128, lr=0.05, progress=False)
+    config = TrainerConfig(epochs=epochs, batch_size=128, lr=0.05, progress=False, **(trainer_settings or {}))
     return SupernetTrainer(space.build_supernet(), sampler, loader, config, run_dir=run_dir,
                            space_description=space.describe())
 

@@ -74,7 +74,7 @@ class AvgPool2d(nn.AvgPool2d):
         return divisor
 
     def __getstate__(self) -> dict:  # the divisor cache is rebuilt on demand, never pickled or deep-copied
-        state = self.__dict__.copy()
+        state = super().__getstate__()  # nn.Module's: without a compiled call (it would call this module)
         state["_divisors"] = {}
         return state
 

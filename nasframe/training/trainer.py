@@ -32,6 +32,7 @@ from nasframe.errors import CheckpointError, ConfigError, NonFiniteLossError
 from nasframe.sampling.base import PathGroup, PathSampler
 from nasframe.sampling.sandwich import soft_cross_entropy, soft_targets
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
+from nasframe.training.compile import check_compile_mode, compile_fixed_parts
 from nasframe.training.distributed import SINGLE_PROCESS, DistributedContext, set_cross_rank_batchnorm
 
 log = logging.getLogger("nasframe.training")
@@ -61,6 +62,7 @@ class TrainerConfig:
     cudnn_benchmark: bool = False  # let cuDNN autotune convolution algorithms (CUDA only)
     finite_check_every: int = 1  # steps between host-side checks for a non-finite loss (1 = every step, exact step
     # reported; larger avoids a host sync per step on a GPU; never a checkpoint with a non-finite loss behind it)
+    compile: str = "off"  # off | a torch.compile mode: compile the parts that do not change with the arch (compile.py)
 
     def check(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0:
@@ -77,6 +79,7 @@ class TrainerConfig:
             raise ConfigError(f"trainer.sgd_impl: {self.sgd_impl!r} is not one of default, foreach, fused")
         if self.finite_check_every < 1:
             raise ConfigError("trainer.finite_check_every must be >= 1")
+        check_compile_mode(self.compile)
 
 
 class SupernetTrainer:
@@ -99,6 +102,9 @@ class SupernetTrainer:
         ``distributed`` is this process's place in a data-parallel run (``trainer.batch_size`` is the global batch)."""
         config.check()
         distributed.check_batch(loader.batch_size)
+        if config.compile != "off" and distributed.enabled:
+            raise ConfigError("trainer.compile is not supported in data-parallel training (torchrun): BatchNorm "
+                              "there normalises across ranks; set trainer.compile=off")
         if getattr(sampler, "wants_arch_batches", False) and arch_loader is None:
             raise ConfigError(f"sampler '{sampler.name}' trains architecture parameters: the trainer needs an arch_loader")
         self.supernet = supernet
@@ -114,6 +120,7 @@ class SupernetTrainer:
             self.supernet = supernet.to(memory_format=torch.channels_last)
         if config.cudnn_benchmark and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        self.compiled_parts = compile_fixed_parts(self.supernet, config.compile)
         self._nonfinite_steps = torch.zeros((), dtype=torch.long, device=self.device)
         self._make_optimizer(from_epoch=0)
         self.epoch = 0
@@ -154,6 +161,9 @@ class SupernetTrainer:
         if new is None:
             return
         self.supernet = new.to(self.device).train()
+        # the split deep-copied the one-shot supernet, and a deep copy drops compilation: compile the copies (the
+        # graphs are reused, not rebuilt: the sub-supernets' parts have the same shapes)
+        self.compiled_parts = compile_fixed_parts(self.supernet, self.config.compile)
         self._make_optimizer(from_epoch=self.epoch)  # fresh optimiser and cosine schedule, as few-shot NAS does
         text = self.sampler.describe_structure()
         log.info("epoch %d: %s", self.epoch, text)
@@ -441,6 +451,7 @@ class SupernetTrainer:
                 "trainer.epochs, trainer.batch_size and data (the cosine schedule depends on them)"
             )
         self.supernet = restore_supernet(self.supernet, self.sampler, state, self.space_description, source)
+        self.compiled_parts = compile_fixed_parts(self.supernet, self.config.compile)  # a rebuilt few-shot structure
         self._make_optimizer(from_epoch=int(state.get("schedule_start", 0)))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,75 @@
+"""Compile the parts of a supernet that do not change with the sampled arch.
+
+A single-path step runs a different network every step, so compiling the whole supernet would recompile for every
+path. Its pieces, though, are fixed networks: the stem, the reduction blocks, the head, and each candidate op of a
+choice. :func:`compile_fixed_parts` compiles each maximal such piece in place (``nn.Module.compile``: the module
+keeps its parameters and its state-dict keys, so checkpoints, export and path state dicts are unchanged), and
+leaves the routing (cells, choice modules) and anything sized by the arch (elastic layers) eager. Each compiled
+piece is one graph whatever path is sampled; on a GPU, fusing its ReLU / convolution / BatchNorm kernels cuts the
+kernel launches that bound an eager step.
+
+A piece is *fixed* when no module in it is a :class:`~nasframe.core.modules.ChoiceModule` or an elastic layer (a
+module with ``active_state_dict``, :mod:`nasframe.core.elastic`). Modules that compute nothing worth a graph (the
+``none`` op, identities, dropout) and containers without a forward of their own (``ModuleDict``, ``ModuleList``)
+are not compiled; the latter's members are.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from nasframe.core.modules import ChoiceModule, is_zero_op
+from nasframe.errors import ConfigError
+
+#: ``trainer.compile`` values: ``off`` (eager), else the mode given to ``torch.compile``
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+#: modules that compute nothing worth compiling on their own
+_TRIVIAL = (nn.Identity, nn.Dropout)
+
+#: graphs per compiled ``forward``: every distinct shape / train-eval combination of a module class is one
+_RECOMPILE_LIMIT = 64
+
+
+def check_compile_mode(mode: str) -> None:
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"trainer.compile: {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+
+
+def is_arch_dependent(module: nn.Module) -> bool:
+    """True when what ``module`` computes depends on the active path: it holds a choice or an elastic layer."""
+    return any(isinstance(m, ChoiceModule) or hasattr(type(m), "active_state_dict") for m in module.modules())
+
+
+def fixed_parts(root: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The maximal fixed pieces below ``root`` that are worth compiling, as ``(qualified name, module)``."""
+    parts: list[tuple[str, nn.Module]] = []
+    for name, child in root._modules.items():
+        if child is None:
+            continue
+        qualified = f"{prefix}{name}"
+        if is_arch_dependent(child) or isinstance(child, (nn.ModuleDict, nn.ModuleList)):
+            parts.extend(fixed_parts(child, qualified + "."))
+        elif not (is_zero_op(child) or isinstance(child, _TRIVIAL)):
+            parts.append((qualified, child))
+    return parts
+
+
+def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "inductor") -> list[str]:
+    """Compile every maximal fixed piece of ``root`` in place with ``torch.compile(mode=..., backend=...)``;
+    returns their names. ``mode="off"`` compiles nothing. Compiling again replaces the earlier compilation; a deep
+    copy of a compiled module is not compiled (torch drops the compiled call), so compile copies again."""
+    check_compile_mode(mode)
+    if mode == "off":
+        return []
+    from torch import _dynamo  # imported only when compiling: it is slow to import
+
+    # every compiled module shares one code object (Module._call_impl): one graph per module structure, input
+    # shape and train / eval / no-grad mode, more than dynamo's default limit of 8 in a supernet
+    limit_name = "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
+    parts = fixed_parts(root)
+    options = {"backend": backend} if backend != "inductor" else {"mode": None if mode == "default" else mode}
+    for _, module in parts:
+        module.compile(**options)
+    return [name for name, _ in parts]

@@ -1,0 +1,98 @@
+"""``trainer.compile``: the parts of a supernet that do not change with the arch are compiled, the routing and the
+elastic layers are not, and training takes the same steps as eager training (also across a few-shot split and a
+resume, where the supernet is deep-copied)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from nasframe.core.elastic import ElasticLayer
+from nasframe.core.modules import ChoiceModule
+from nasframe.errors import ConfigError
+from nasframe.training.compile import compile_fixed_parts, fixed_parts, is_arch_dependent
+from nasframe.training.trainer import TrainerConfig
+from test_fewshot import make_fewshot_trainer
+from test_speed_options import max_weight_diff, two_steps
+from test_trainer import make_trainer
+
+
+def test_nb201_fixed_parts_are_the_stem_reductions_head_and_every_candidate_op(tiny_space):
+    supernet = tiny_space.build_supernet()
+    parts = dict(fixed_parts(supernet))
+    assert {"stem", "head", "classifier", "cells.1", "cells.3"} <= set(parts)  # cells.1 / .3: the reductions
+    candidates = {name.rsplit(".", 1)[1] for name in parts if ".candidates." in name}
+    assert candidates == {"nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"}  # none and skip compute nothing
+    assert not any(is_arch_dependent(module) for module in parts.values())
+    # every weight of the supernet is in exactly one compiled part: all of the network's compute is compiled
+    owned = [id(p) for module in parts.values() for p in module.parameters()]
+    assert len(owned) == len(set(owned)) and set(owned) == {id(p) for p in supernet.parameters()}
+
+
+def test_mobilenet_elastic_layers_and_choices_stay_eager():
+    from search_spaces.mobilenet import MobileNetSpace
+    from test_mobilenet import DIGITS, TINY
+
+    supernet = MobileNetSpace(DIGITS, **TINY).build_supernet()
+    parts = fixed_parts(supernet)
+    assert parts  # the classifier at least
+    for _, module in parts:
+        assert not any(isinstance(m, (ChoiceModule, ElasticLayer)) for m in module.modules())
+
+
+def test_compiling_keeps_the_state_dict_and_a_deep_copy_is_not_compiled(tiny_space):
+    supernet = tiny_space.build_supernet()
+    keys = list(supernet.state_dict())
+    names = compile_fixed_parts(supernet, "default", backend="eager")
+    assert names and list(supernet.state_dict()) == keys
+    assert all(dict(supernet.named_modules())[n]._compiled_call_impl is not None for n in names)
+    copied = copy.deepcopy(supernet)  # as a few-shot split copies it: the trainer compiles the copies again
+    assert all(m._compiled_call_impl is None for m in copied.modules())
+    assert compile_fixed_parts(supernet, "off") == []
+
+
+def test_compiled_training_takes_the_eager_steps(tiny_space, digits):
+    eager, compiled = make_trainer(tiny_space, digits), make_trainer(tiny_space, digits, compile="default")
+    assert compiled.compiled_parts and not eager.compiled_parts
+    assert two_steps(compiled) == pytest.approx(two_steps(eager), abs=1e-4)
+    assert max_weight_diff(eager, compiled) < 1e-4
+
+
+def test_compiled_fewshot_training_trains_each_sub_supernet_itself(tiny_space, digits, tmp_path):
+    """The split deep-copies the supernet (dropping compilation): the sub-supernets are compiled again and
+    train as eager ones do."""
+    settings = dict(epochs=2, choice="edge_1_0", warmup_fraction=0.5)
+    eager = make_fewshot_trainer(tiny_space, digits, **settings)
+    compiled = make_fewshot_trainer(tiny_space, digits, run_dir=tmp_path, trainer_settings={"compile": "default"},
+                                    **settings)
+    for trainer in (eager, compiled):
+        trainer.fit(until_epoch=1)
+    warm_start = {k: v.clone() for k, v in eager.supernet.state_dict().items()}
+    for trainer in (eager, compiled):
+        trainer.fit()
+    assert any(name.startswith("supernets.4.") for name in compiled.compiled_parts)
+    moved_eager, moved_compiled = sub_supernet_moves(eager, warm_start), sub_supernet_moves(compiled, warm_start)
+    assert max(moved_eager) > 0.1  # the sub-supernets trained
+    # fp32 compiled kernels sum in another order than eager ones: equal up to rounding, not bit for bit
+    assert moved_compiled == pytest.approx(moved_eager, rel=0.02, abs=2e-3)
+    assert max_weight_diff(eager, compiled) < 1e-2
+    resumed = make_fewshot_trainer(tiny_space, digits, trainer_settings={"compile": "default"}, **settings)
+    resumed.resume(tmp_path)
+    assert any(name.startswith("supernets.4.") for name in resumed.compiled_parts)
+    assert max_weight_diff(resumed, compiled) == 0.0
+
+
+def sub_supernet_moves(trainer, warm_start: dict) -> list[float]:
+    """For each sub-supernet, the largest change of a weight from the one-shot weights it was copied from."""
+    state, moves = trainer.supernet.state_dict(), []
+    for k in range(len(trainer.supernet.supernets)):
+        prefix = f"supernets.{k}."
+        moves.append(max((state[name] - warm_start[name[len(prefix):]]).abs().max().item()
+                         for name in state if name.startswith(prefix) and state[name].is_floating_point()))
+    return moves
+
+
+def test_bad_compile_settings():
+    with pytest.raises(ConfigError, match="trainer.compile: 'fast' is not one of off, default"):
+        TrainerConfig(compile="fast").check()
