@@ -2,13 +2,17 @@
 
 Times, in one run on one device:
 
-* a supernet training epoch (NB201, uniform and PA&DA samplers) three ways:
+* a supernet training epoch (NB201, uniform and PA&DA samplers) four ways:
   - ``fast``: data decoded once into a uint8 tensor on the device, crop/flip/normalise per batch on the device,
     and the trainer's speed options (on CUDA: bf16 autocast, channels-last, fused SGD, cuDNN autotuning, a
     finite-loss check every 50 steps; on CPU the exact fp32 defaults, which are already the fast path there);
+  - ``compiled``: ``fast`` plus ``trainer.compile`` (``--compile``): the stem, the reductions, the head and each
+    candidate op compiled, the routing eager (:mod:`nasframe.training.compile`);
   - ``exact``: the same device-side data, trainer defaults (fp32, a host sync per step for the finite check);
   - ``plain``: the way one-paper repositories do it: a ``DataLoader`` with worker processes augmenting per image
     on the host, host-to-device copies, eager fp32, ``loss.item()`` every step (uniform sampling only);
+* several fast trainings at once on the one device (``--concurrent``, one process each), against one alone:
+  an eager step leaves a GPU mostly idle, so seeds or few-shot sub-supernets can share it;
 * scoring archs with supernet weights (archs/s), with and without BN recalibration: ``fast`` (the extracted path
   with BatchNorm folded into its convolutions, bf16 and channels-last on CUDA, held-out data on the device) and
   ``plain`` (a fresh ``DataLoader`` per arch, batch by batch, fp32 supernet path).
@@ -28,14 +32,18 @@ import datetime
 import json
 import platform
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from nasframe.core.arch import Arch
 from nasframe.core.space import DataSpec
 from nasframe.data.augment import Normalize, RandomCropFlip
 from nasframe.data.base import InMemoryLoader, TensorSplit
@@ -44,6 +52,7 @@ from nasframe.hardware import describe_device
 from nasframe.sampling.pada import PADASampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.training import SupernetTrainer, TrainerConfig
+from nasframe.training.compile import COMPILE_MODES
 from search_spaces.nb201 import NB201Space
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -73,24 +82,93 @@ def sync(device: torch.device) -> None:
 
 
 # -- training ----------------------------------------------------------------------------------------------------
-def fast_or_exact_epoch(space, train: TensorSplit, sampler_cls, args, device, fast: bool) -> float:
-    """Seconds for one epoch after one warm-up epoch, with the trainer on device-side data."""
-    cuda = device.type == "cuda"
+def speed_options(way: str, device: torch.device, compile_mode: str) -> dict:
+    """Trainer settings of a way: ``exact`` the defaults; ``fast`` the speed options (on CUDA; on the CPU the
+    defaults are the fast path); ``compiled`` the fast options plus ``trainer.compile``."""
     options = dict(precision="bf16", channels_last=True, sgd_impl="fused", cudnn_benchmark=True,
-                   finite_check_every=50) if fast and cuda else {}
-    torch.manual_seed(0)
-    sampler = sampler_cls(space, seed=0)
+                   finite_check_every=50) if way != "exact" and device.type == "cuda" else {}
+    if way == "compiled":
+        options["compile"] = compile_mode
+    return options
+
+
+def timed_epoch(space, train: TensorSplit, sampler_cls, args, device, options: dict, seed: int = 0,
+                before_timing: Callable[[], object] | None = None) -> tuple[float, float]:
+    """Seconds of a warm-up epoch (allocator, cuDNN autotuning, compilation, PA&DA's first statistics) and of the
+    epoch after it, with the trainer on device-side data; ``before_timing`` runs between the two."""
+    torch.manual_seed(seed)
+    sampler = sampler_cls(space, seed=seed)
     split = train.to(device)
-    loader = InMemoryLoader(split, args.batch_size, seed=0, transform=RandomCropFlip(Normalize(MEAN, STD)),
+    loader = InMemoryLoader(split, args.batch_size, seed=seed, transform=RandomCropFlip(Normalize(MEAN, STD)),
                             data_order=sampler.data_order(len(split)))
     config = TrainerConfig(epochs=2, batch_size=args.batch_size, lr=0.05, progress=False, log_every=50, **options)
     trainer = SupernetTrainer(space.build_supernet().to(device), sampler, loader, config)
-    trainer.fit(until_epoch=1)  # warm-up: allocator, cuDNN autotuning, PA&DA's first statistics
+    start = time.perf_counter()
+    trainer.fit(until_epoch=1)
+    if trainer.compiled_parts:  # a short warm-up epoch may miss an op: compile every op before the timed epoch
+        run_every_option(trainer, space)
     sync(device)
+    warmup = time.perf_counter() - start
+    if before_timing is not None:
+        before_timing()
     start = time.perf_counter()
     trainer.fit(until_epoch=2)
     sync(device)
-    return time.perf_counter() - start
+    return warmup, time.perf_counter() - start
+
+
+def run_every_option(trainer: SupernetTrainer, space) -> None:
+    """Training steps on archs that together take every option of every choice (arch k takes option k of each)."""
+    widest = max(len(choice) for choice in space.choices)
+    covering = iter([Arch({c.name: c.options[k % len(c)] for c in space.choices}) for k in range(widest)])
+    x, y, _ = next(trainer.loader.epoch())
+    trainer.sampler.sample = lambda: next(covering)  # shadows the sampler's method for these steps only
+    try:
+        for _ in range(widest):
+            trainer.train_step(x.to(trainer.device), y.to(trainer.device))
+    finally:
+        del trainer.sampler.sample
+
+
+# -- several trainings at once -----------------------------------------------------------------------------------
+def concurrent_epochs(args, device: torch.device, count: int) -> float:
+    """Wall seconds for ``count`` trainings (fast way, uniform sampler, seeds 0..count-1) to run one epoch each at
+    the same time on the device, in separate processes, timed from the moment all have warmed up to the last one
+    done. On the CPU the threads are split between them."""
+    context = torch.multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(count + 1), context.Queue()
+    workers = [context.Process(target=_one_of_concurrent, args=(vars(args), str(device), seed, count, ready, results))
+               for seed in range(count)]
+    for worker in workers:
+        worker.start()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:  # a worker failed while warming up: its message is in the queue
+        pass
+    start = time.perf_counter()
+    finished = [results.get(timeout=3600) for _ in workers]
+    wall = time.perf_counter() - start
+    for worker in workers:
+        worker.join()
+    failed = [message for message in finished if isinstance(message, str)]
+    if failed:
+        raise RuntimeError(f"a concurrent training failed: {failed[0]}")
+    return wall
+
+
+def _one_of_concurrent(arg_values: dict, device_name: str, seed: int, count: int, ready, results) -> None:
+    args, device = argparse.Namespace(**arg_values), torch.device(device_name)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (args.threads or torch.get_num_threads()) // count))
+    try:
+        train, _, _ = load_images(args)
+        train = TensorSplit(train.x[:args.train_images], train.y[:args.train_images])
+        _, seconds = timed_epoch(make_space(args), train, UniformSampler, args, device,
+                                 speed_options("fast", device, args.compile), seed=seed, before_timing=ready.wait)
+        results.put(seconds)
+    except Exception as exc:  # noqa: BLE001 -- reported by the parent, which must not wait forever
+        ready.abort()
+        results.put(f"{type(exc).__name__}: {exc}")
 
 
 class HostAugmented(Dataset):
@@ -203,6 +281,9 @@ def main() -> None:
     parser.add_argument("--bn-batch", type=int, default=512)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--compile", default="default", choices=COMPILE_MODES,
+                        help="trainer.compile of the 'compiled' rows (off: no such rows)")
+    parser.add_argument("--concurrent", type=int, default=2, help="trainings at once for the concurrency row (<2: none)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
     if args.toy:
@@ -215,13 +296,23 @@ def main() -> None:
     train, test, data_name = load_images(args)
     train = TensorSplit(train.x[:args.train_images], train.y[:args.train_images])
     test = TensorSplit(test.x[:args.score_images], test.y[:args.score_images])
-    space = NB201Space(DataSpec(3, (32, 32), 10), channels=args.channels, cells_per_stage=args.cells)
+    space = make_space(args)
 
     epochs: dict[str, float] = {}
+    warmups: dict[str, float] = {}
+    ways = ("fast", "exact", "compiled") if args.compile != "off" else ("fast", "exact")
     for sampler_name, cls in (("uniform", UniformSampler), ("pada", PADASampler)):
-        for way in ("fast", "exact"):
-            epochs[f"{way}/{sampler_name}"] = fast_or_exact_epoch(space, train, cls, args, device, fast=way == "fast")
+        for way in ways:
+            key = f"{way}/{sampler_name}"
+            warmups[key], epochs[key] = timed_epoch(space, train, cls, args, device,
+                                                    speed_options(way, device, args.compile))
     epochs["plain/uniform"] = plain_epoch(space, train, args, device)
+    concurrent = {}
+    if args.concurrent > 1:
+        wall = concurrent_epochs(args, device, args.concurrent)
+        single = len(train.y) / epochs["fast/uniform"]
+        concurrent = {"trainings": args.concurrent, "wall_s": wall, "images_per_s": args.concurrent * len(train.y) / wall,
+                      "single_images_per_s": single, "gain": args.concurrent * len(train.y) / wall / single}
 
     torch.manual_seed(0)
     supernet = space.build_supernet().to(device)
@@ -238,10 +329,25 @@ def main() -> None:
         train_s = FULL_EPOCHS * per_image_epoch[train_key] * FULL_TRAIN_IMAGES
         score_s = FULL_ARCHS / scoring[f"{way}/recal"] * FULL_SCORE_IMAGES / len(test.y)
         projection[way] = {"train_s": train_s, "score_s": score_s, "total_s": train_s + score_s}
-    write(args, data_name, device, len(train.y), len(test.y), epochs, scoring, projection)
+    write(args, data_name, device, len(train.y), len(test.y), Timings(epochs, warmups, concurrent, scoring, projection))
 
 
-def write(args, data_name, device, n_train, n_test, epochs, scoring, projection) -> None:
+def make_space(args: argparse.Namespace) -> NB201Space:
+    return NB201Space(DataSpec(3, (32, 32), 10), channels=args.channels, cells_per_stage=args.cells)
+
+
+@dataclass
+class Timings:
+    """What one run measured (and projected)."""
+
+    epochs: dict[str, float]  # seconds of the timed epoch per way/sampler
+    warmups: dict[str, float]  # seconds of the warm-up epoch before it (compilation included)
+    concurrent: dict[str, float]  # several fast trainings at once (empty if not measured)
+    scoring: dict[str, float]  # archs/s per way/recalibration
+    projection: dict[str, dict[str, float]]  # the full protocol, projected
+
+
+def write(args, data_name, device, n_train, n_test, timings: Timings) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "toy_" if args.toy else ""
     stem = args.out / f"bench_gpu_{tag}{device.type}"
@@ -249,20 +355,31 @@ def write(args, data_name, device, n_train, n_test, epochs, scoring, projection)
             "python": platform.python_version(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "data": data_name, "space": f"NB201 C={args.channels} N={args.cells}", "batch_size": args.batch_size,
             "train_images": n_train, "score_images": n_test, "recal_images": args.recal_images,
-            "workers": args.workers}
-    Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "epoch_seconds": epochs, "archs_per_second": scoring,
-                                                "projection_seconds": projection}, indent=1) + "\n")
+            "workers": args.workers, "compile": args.compile}
+    t = timings
+    Path(f"{stem}.json").write_text(json.dumps({
+        "meta": meta, "epoch_seconds": t.epochs, "warmup_seconds": t.warmups, "concurrent": t.concurrent,
+        "archs_per_second": t.scoring, "projection_seconds": t.projection}, indent=1) + "\n")
     lines = [f"# Training and scoring speed: nasframe fast path vs the plain way ({device.type})", "",
              *[f"- {k}: {v}" for k, v in meta.items()], "",
-             f"| training epoch ({n_train} images, batch {args.batch_size}) | seconds | images/s |", "| --- | ---: | ---: |"]
-    lines += [f"| {k} | {v:.2f} | {n_train / v:,.0f} |" for k, v in epochs.items()]
+             f"| training epoch ({n_train} images, batch {args.batch_size}) | seconds | images/s | warm-up epoch s |",
+             "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {k} | {v:.2f} | {n_train / v:,.0f} | {t.warmups[k]:.2f} |" if k in t.warmups else
+              f"| {k} | {v:.2f} | {n_train / v:,.0f} | |" for k, v in t.epochs.items()]
+    lines += ["", "`compiled`: the fast options plus `trainer.compile` (the parts that do not change with the arch); "
+              "its warm-up epoch includes the compilation."]
+    if t.concurrent:
+        c = t.concurrent
+        lines += ["", f"**{c['trainings']} trainings at once** (fast way, uniform, one process each, seeds "
+                  f"0..{c['trainings'] - 1}): one epoch each in {c['wall_s']:.2f} s, {c['images_per_s']:,.0f} images/s "
+                  f"together against {c['single_images_per_s']:,.0f} for one: {c['gain']:.2f}x."]
     lines += ["", f"| scoring ({n_test} held-out images per arch) | archs/s |", "| --- | ---: |"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in scoring.items()]
+    lines += [f"| {k} | {v:.2f} |" for k, v in t.scoring.items()]
     lines += ["", f"**Projection** (not a measurement): {FULL_EPOCHS} epochs x {FULL_TRAIN_IMAGES:,} images, then "
               f"{FULL_ARCHS:,} archs x {FULL_SCORE_IMAGES:,} images with recalibration, scaled linearly from the rates above.",
               "", "| way | training | scoring | total |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {k} | {v['train_s'] / 60:.1f} min | {v['score_s'] / 60:.1f} min | {v['total_s'] / 3600:.2f} h |"
-              for k, v in projection.items()]
+              for k, v in t.projection.items()]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -16,7 +16,10 @@ def test_bench_gpu_toy_run_writes_every_measurement(tmp_path: Path) -> None:
                            "--threads", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "bench_gpu_toy_cpu.json").read_text())
-    assert set(report["epoch_seconds"]) == {"fast/uniform", "exact/uniform", "fast/pada", "exact/pada", "plain/uniform"}
+    assert set(report["epoch_seconds"]) == {f"{way}/{sampler}" for way in ("fast", "exact", "compiled")
+                                            for sampler in ("uniform", "pada")} | {"plain/uniform"}
+    assert set(report["warmup_seconds"]) == set(report["epoch_seconds"]) - {"plain/uniform"}
+    assert report["concurrent"]["trainings"] == 2 and report["concurrent"]["gain"] > 0
     assert set(report["archs_per_second"]) == {"fast/recal", "fast/no_recal", "plain/recal", "plain/no_recal"}
     assert all(v > 0 for v in [*report["epoch_seconds"].values(), *report["archs_per_second"].values()])
     assert set(report["projection_seconds"]) == {"fast", "plain"}
