@@ -4,9 +4,12 @@ A single-path step runs a different network every step, so compiling the whole s
 path. Its pieces, though, are fixed networks: the stem, the reduction blocks, the head, and each candidate op of a
 choice. :func:`compile_fixed_parts` compiles each maximal such piece in place (``nn.Module.compile``: the module
 keeps its parameters and its state-dict keys, so checkpoints, export and path state dicts are unchanged), and
-leaves the routing (cells, choice modules) and anything sized by the arch (elastic layers) eager. Each compiled
-piece is one graph whatever path is sampled; on a GPU, fusing its ReLU / convolution / BatchNorm kernels cuts the
-kernel launches that bound an eager step.
+leaves the routing (cells, choice modules) and anything sized by the arch (elastic layers) eager. A compiled piece
+needs a few graphs (one per input shape, mode, and whether its input needs a gradient: the input of a node whose
+edges are all ``none`` does not), however many paths are sampled; on a GPU, fusing its ReLU / convolution /
+BatchNorm kernels cuts the kernel launches that bound an eager step. Every compiled call first checks the guards
+of the graphs its module class has: whether that costs less than it saves is measured by ``scripts/bench_gpu.py``
+(on the CPU at toy scale it does not).
 
 A piece is *fixed* when no module in it is a :class:`~nasframe.core.modules.ChoiceModule` or an elastic layer (a
 module with ``active_state_dict``, :mod:`nasframe.core.elastic`). Modules that compute nothing worth a graph (the
@@ -65,7 +68,7 @@ def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "
     from torch import _dynamo  # imported only when compiling: it is slow to import
 
     # every compiled module shares one code object (Module._call_impl): one graph per module structure, input
-    # shape and train / eval / no-grad mode, more than dynamo's default limit of 8 in a supernet
+    # shape, input grad requirement and train / eval / no-grad mode, more than dynamo's default limit of 8
     limit_name = "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit"
     setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
     parts = fixed_parts(root)
