@@ -80,7 +80,7 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     }
     out = Path(cfg.out).expanduser() if cfg.out else run_dir / "ranking"
     store = ScoreStore(out / SCORES_NAME, score_fingerprint(protocol, state, setup.space, archs))
-    log.info("scoring %d archs on %s", len(archs) - sum(setup.space.format(a) in store for a in archs), setup.device)
+    log.info("scoring %d archs on %s", len(archs) - len(store), setup.device)  # the store holds only this sample
     report = rank_archs(
         setup.space, evaluator, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
         progress=True,

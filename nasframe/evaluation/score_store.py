@@ -2,8 +2,8 @@
 
 Ranking all 15,625 NAS-Bench-201 archs takes longer than a short GPU lease (or a CPU session): the scores go into a
 JSON-lines file, one line per scored arch, written and flushed as each arch is scored. The first line is the
-ranking's *fingerprint*: what makes a score comparable (the checkpoint's training step, the space, the held-out
-split, the BN recalibration, the evaluator settings, the device type, the arch sample). A later ranking with the
+ranking's *fingerprint*: what makes a score comparable (a digest of the supernet's weights, the space, the held-out
+split, the BN recalibration, the evaluator settings, the device type, a digest of the arch sample). A later ranking with the
 same fingerprint takes the stored scores and scores only the rest; one with another fingerprint starts afresh.
 A line cut short by a kill is ignored.
 """
@@ -32,7 +32,8 @@ class ScoreStore:
             self.path.write_text(json.dumps({"fingerprint": self.fingerprint}, sort_keys=True) + "\n")
 
     def _load(self) -> None:
-        lines = self.path.read_text().splitlines()
+        text = self.path.read_text()
+        lines = text.splitlines()
         try:
             stored = json.loads(lines[0])["fingerprint"] if lines else None
         except (json.JSONDecodeError, KeyError, TypeError):
@@ -41,17 +42,19 @@ class ScoreStore:
             log.info("%s holds scores of another ranking (other checkpoint, sample or settings): starting afresh",
                      self.path)
             return
+        dropped = not text.endswith("\n")  # a kill between a score and its line end
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
                 self.scores[entry["arch"]] = (float(entry["score"]), float(entry["seconds"]))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue  # the last line of a killed ranking
-        if self.scores:
-            # rewrite without a cut line, so that appends start on a line of their own
+                dropped = True  # the last line of a killed ranking
+        if self.scores and dropped:
+            # rewrite without the cut line, so that appends start on a line of their own
             self.path.write_text("".join(json.dumps(x, sort_keys=True) + "\n" for x in [
                 {"fingerprint": self.fingerprint},
                 *({"arch": a, "score": s, "seconds": t} for a, (s, t) in self.scores.items())]))
+        if self.scores:
             log.info("%s: %d scores of this ranking already there; scoring the rest", self.path, len(self.scores))
 
     def __contains__(self, native: str) -> bool:

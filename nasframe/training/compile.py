@@ -9,7 +9,7 @@ needs a few graphs (one per input shape, mode, and whether its input needs a gra
 edges are all ``none`` does not), however many paths are sampled; on a GPU, fusing its ReLU / convolution /
 BatchNorm kernels cuts the kernel launches that bound an eager step. Every compiled call first checks the guards
 of the graphs its module class has: whether that costs less than it saves is measured by ``scripts/bench_gpu.py``
-(on the CPU at toy scale it does not).
+(on the CPU it does not: ``results/bench_gpu_cpu.md``).
 
 A piece is *fixed* when no module in it is a :class:`~nasframe.core.modules.ChoiceModule` or an elastic layer (a
 module with ``active_state_dict``, :mod:`nasframe.core.elastic`). Modules that compute nothing worth a graph (the
@@ -30,7 +30,7 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 #: modules that compute nothing worth compiling on their own
 _TRIVIAL = (nn.Identity, nn.Dropout)
 
-#: graphs per compiled ``forward``: every distinct shape / train-eval combination of a module class is one
+#: graphs the shared compiled call may hold (dynamo's default, 8, is too few for a supernet's parts)
 _RECOMPILE_LIMIT = 64
 
 
