@@ -172,8 +172,8 @@ class Dense(nn.Linear):
         return super().forward(x)
 
 
-class Skip(nn.Module):
-    """The ``skip`` op: the identity (no BatchNorm, activation or dropout)."""
+class Skip(nn.Identity):
+    """The ``skip`` op: the identity (no BatchNorm, activation or dropout), called as ``skip(x, edge_index)``."""
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor | None = None) -> torch.Tensor:
         return x

@@ -13,8 +13,14 @@ of the graphs its module class has: whether that costs less than it saves is mea
 
 A piece is *fixed* when no module in it is a :class:`~nasframe.core.modules.ChoiceModule` or an elastic layer (a
 module with ``active_state_dict``, :mod:`nasframe.core.elastic`). Modules that compute nothing worth a graph (the
-``none`` op, identities, dropout) and containers without a forward of their own (``ModuleDict``, ``ModuleList``)
-are not compiled; the latter's members are.
+``none`` op, identities, dropout, a parameter-free activation on its own: one kernel, nothing to fuse) and
+containers without a forward of their own (``ModuleDict``, ``ModuleList``) are not compiled; the latter's members
+are.
+
+Random ops keep eager training's numbers: compiling sets inductor's ``fallback_random``, so a dropout inside a
+compiled piece (a graph space's op block) draws its mask from torch's generator as eager dropout does, and a seed
+trains the same supernet compiled or not (inductor's own generator would draw other masks). The cost is that the
+dropout kernel is not fused with its neighbours.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 
 #: modules that compute nothing worth compiling on their own
 _TRIVIAL = (nn.Identity, nn.Dropout)
+
+
+def _worth_compiling(module: nn.Module) -> bool:
+    """False for the ``none`` op, identities, dropout, and a parameter-free activation module on its own."""
+    if is_zero_op(module) or isinstance(module, _TRIVIAL):
+        return False
+    lone_activation = type(module).__module__ == nn.modules.activation.__name__ and not any(module.parameters())
+    return not lone_activation
 
 #: graphs the shared compiled call may hold (dynamo's default, 8, is too few for a supernet's parts)
 _RECOMPILE_LIMIT = 64
@@ -53,7 +67,7 @@ def fixed_parts(root: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]
         qualified = f"{prefix}{name}"
         if is_arch_dependent(child) or isinstance(child, (nn.ModuleDict, nn.ModuleList)):
             parts.extend(fixed_parts(child, qualified + "."))
-        elif not (is_zero_op(child) or isinstance(child, _TRIVIAL)):
+        elif _worth_compiling(child):
             parts.append((qualified, child))
     return parts
 
@@ -66,6 +80,9 @@ def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "
     if mode == "off":
         return []
     from torch import _dynamo  # imported only when compiling: it is slow to import
+    from torch._inductor import config as inductor_config
+
+    inductor_config.fallback_random = True  # dropout masks from torch's generator, as in eager training
 
     # every compiled module shares one code object (Module._call_impl): one graph per module structure, input
     # shape, input grad requirement and train / eval / no-grad mode, more than dynamo's default limit of 8
