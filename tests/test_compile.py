@@ -5,13 +5,15 @@ resume, where the supernet is deep-copied)."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
+import torch
 
 from nasframe.core.elastic import ElasticLayer
 from nasframe.core.modules import ChoiceModule
 from nasframe.errors import ConfigError
-from nasframe.training.compile import compile_fixed_parts, fixed_parts, is_arch_dependent
+from nasframe.training.compile import _RECOMPILE_LIMIT, _call_for, compile_fixed_parts, fixed_parts, is_arch_dependent
 from nasframe.training.trainer import TrainerConfig
 from test_fewshot import make_fewshot_trainer
 from test_speed_options import max_weight_diff, two_steps
@@ -50,6 +52,63 @@ def test_compiling_keeps_the_state_dict_and_a_deep_copy_is_not_compiled(tiny_spa
     copied = copy.deepcopy(supernet)  # as a few-shot split copies it: the trainer compiles the copies again
     assert all(m._compiled_call_impl is None for m in copied.modules())
     assert compile_fixed_parts(supernet, "off") == []
+
+
+def test_parts_of_one_structure_share_a_code_object_and_others_do_not(tiny_space):
+    parts = dict(fixed_parts(tiny_space.build_supernet()))
+    conv3 = [module for name, module in parts.items() if name.startswith("cells.0.") and name.endswith("nor_conv_3x3")]
+    conv1 = [module for name, module in parts.items() if name.startswith("cells.0.") and name.endswith("nor_conv_1x1")]
+    assert len(conv3) > 1 and len({_call_for(m).__code__ for m in conv3}) == 1  # one list of graphs for these
+    assert _call_for(conv1[0]).__code__ is not _call_for(conv3[0]).__code__
+    deeper = [module for name, module in parts.items() if name.startswith("cells.2.") and name.endswith("nor_conv_3x3")]
+    assert _call_for(deeper[0]).__code__ is not _call_for(conv3[0]).__code__  # more channels: other shapes
+
+
+class _LimitWatch(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_darts_search_never_reaches_dynamos_recompile_limit():
+    """Training, recalibrating and scoring every option of a (small) DARTS supernet takes more graphs than one
+    code object may hold: nn.Module.compile's shared code object runs the later parts eager, with a warning. With
+    a code object per part structure none gets near the limit."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from nasframe.core.arch import Arch
+    from nasframe.core.space import DataSpec
+    from search_spaces.darts import DARTSSpace
+
+    space = DARTSSpace(DataSpec(3, (16, 16), 10), channels=4, layers=3)
+    supernet = space.build_supernet()
+    names = compile_fixed_parts(supernet, "default", backend="eager")
+    modules = dict(supernet.named_modules())
+    codes = {_call_for(modules[name]).__code__ for name in names}
+    widest = max(len(choice) for choice in space.choices)
+    covering = [Arch({c.name: c.options[k % len(c)] for c in space.choices}) for k in range(widest)]
+    watch = _LimitWatch()
+    logging.getLogger("torch._dynamo").addHandler(watch)
+    try:
+        x = torch.randn(2, 3, 16, 16)
+        for mode in ("train", "recalibrate", "score"):
+            supernet.train(mode != "score")
+            for arch in covering:
+                supernet.set_arch(arch)
+                if mode == "train":
+                    supernet(x).sum().backward()
+                else:
+                    with torch.no_grad():
+                        supernet(x)
+    finally:
+        logging.getLogger("torch._dynamo").removeHandler(watch)
+    graphs = [len(_debug_get_cache_entry_list(code)) for code in codes]
+    assert not [m for m in watch.messages if "limit" in m]
+    assert sum(graphs) > _RECOMPILE_LIMIT  # one shared list would have overflowed
+    assert max(graphs) <= _RECOMPILE_LIMIT // 4
 
 
 def test_compiled_training_takes_the_eager_steps(tiny_space, digits):

@@ -2,14 +2,22 @@
 
 A single-path step runs a different network every step, so compiling the whole supernet would recompile for every
 path. Its pieces, though, are fixed networks: the stem, the reduction blocks, the head, and each candidate op of a
-choice. :func:`compile_fixed_parts` compiles each maximal such piece in place (``nn.Module.compile``: the module
-keeps its parameters and its state-dict keys, so checkpoints, export and path state dicts are unchanged), and
-leaves the routing (cells, choice modules) and anything sized by the arch (elastic layers) eager. A compiled piece
-needs a few graphs (one per input shape, mode, and whether its input needs a gradient: the input of a node whose
-edges are all ``none`` does not), however many paths are sampled; on a GPU, fusing its ReLU / convolution /
-BatchNorm kernels cuts the kernel launches that bound an eager step. Every compiled call first checks the guards
-of the graphs its module class has: whether that costs less than it saves is measured by ``scripts/bench_gpu.py``
-(on the CPU it does not: ``results/bench_gpu_cpu.md``).
+choice. :func:`compile_fixed_parts` compiles each maximal such piece in place (as ``nn.Module.compile`` does: the
+module keeps its parameters and its state-dict keys, so checkpoints, export and path state dicts are unchanged),
+and leaves the routing (cells, choice modules) and anything sized by the arch (elastic layers) eager. A compiled
+piece needs a few graphs (one per input shape, mode, and whether its input needs a gradient: the input of a node
+whose edges are all ``none`` does not), however many paths are sampled; on a GPU, fusing its ReLU / convolution /
+BatchNorm kernels cuts the kernel launches that bound an eager step. Whether that saves more than the compiled
+calls' guard checks cost is measured by ``scripts/bench_gpu.py`` (on the CPU it does not:
+``results/bench_gpu_cpu.md``).
+
+**One code object per part structure.** Dynamo keeps a code object's graphs in one list, checks a call's guards
+against them, and past a limit of graphs runs the code eager, with one warning. ``nn.Module.compile`` gives every
+module the same code object (its wrapper of ``Module._call_impl``), so all parts share one list: training,
+recalibrating and scoring every option of the DARTS space (C=16, 8 cells) needs 133 graphs, past dynamo's limit,
+and the parts met after it run eager. Here parts of one structure (module types, parameter and buffer shapes) share
+a code object of their own, hence their graphs, and a call checks only those. ``scripts/bench_compile_dispatch.py``
+measures both ways' host cost per step (``results/compile_dispatch_cpu.md``).
 
 A piece is *fixed* when no module in it is a :class:`~nasframe.core.modules.ChoiceModule` or an elastic layer (a
 module with ``active_state_dict``, :mod:`nasframe.core.elastic`). Modules that compute nothing worth a graph (the
@@ -25,6 +33,11 @@ dropout kernel is not fused with its neighbours.
 
 from __future__ import annotations
 
+import types
+from itertools import chain
+from typing import Any, Callable, Hashable
+
+import torch
 from torch import nn
 
 from nasframe.core.modules import ChoiceModule, is_zero_op
@@ -44,7 +57,7 @@ def _worth_compiling(module: nn.Module) -> bool:
     lone_activation = type(module).__module__ == nn.modules.activation.__name__ and not any(module.parameters())
     return not lone_activation
 
-#: graphs the shared compiled call may hold (dynamo's default, 8, is too few for a supernet's parts)
+#: graphs one part structure may hold (dynamo's default is 8): input shapes times train / eval / no-grad modes
 _RECOMPILE_LIMIT = 64
 
 
@@ -72,6 +85,29 @@ def fixed_parts(root: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]
     return parts
 
 
+def _structure(module: nn.Module) -> Hashable:
+    """What makes two parts take the same graphs: their module types and parameter and buffer shapes."""
+    tensors = chain(module.named_parameters(), module.named_buffers())
+    return (tuple((name, type(m)) for name, m in module.named_modules()),
+            tuple((name, tuple(t.shape), t.dtype) for name, t in tensors))
+
+
+def _call_part(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    return module._call_impl(*args, **kwargs)
+
+
+#: the function each part structure's compiled calls run, each with a code object of its own
+_CALLS: dict[Hashable, Callable[..., Any]] = {}
+
+
+def _call_for(module: nn.Module) -> Callable[..., Any]:
+    key = _structure(module)
+    if key not in _CALLS:
+        code = _call_part.__code__.replace(co_name=f"compiled_{type(module).__name__}_{len(_CALLS)}")
+        _CALLS[key] = types.FunctionType(code, _call_part.__globals__, code.co_name)
+    return _CALLS[key]
+
+
 def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "inductor") -> list[str]:
     """Compile every maximal fixed piece of ``root`` in place with ``torch.compile(mode=..., backend=...)``;
     returns their names. ``mode="off"`` compiles nothing. Compiling again replaces the earlier compilation; a deep
@@ -84,12 +120,13 @@ def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "
 
     inductor_config.fallback_random = True  # dropout masks from torch's generator, as in eager training
 
-    # every compiled module shares one code object (Module._call_impl): one graph per module structure, input
-    # shape, input grad requirement and train / eval / no-grad mode, more than dynamo's default limit of 8
-    limit_name = "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit"
-    setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
+    # past the limit a part silently runs eager
+    for names in (("recompile_limit", "cache_size_limit"), ("accumulated_recompile_limit", "accumulated_cache_size_limit")):
+        limit_name = next((name for name in names if hasattr(_dynamo.config, name)), None)  # newer name first
+        if limit_name is not None:
+            setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
     parts = fixed_parts(root)
     options = {"backend": backend} if backend != "inductor" else {"mode": None if mode == "default" else mode}
-    for _, module in parts:
-        module.compile(**options)
+    for _, module in parts:  # what nn.Module.compile sets, with a code object per structure (module docstring)
+        module._compiled_call_impl = torch.compile(types.MethodType(_call_for(module), module), **options)
     return [name for name, _ in parts]
