@@ -34,7 +34,7 @@ import platform
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -298,38 +298,48 @@ def main() -> None:
     test = TensorSplit(test.x[:args.score_images], test.y[:args.score_images])
     space = make_space(args)
 
-    epochs: dict[str, float] = {}
-    warmups: dict[str, float] = {}
-    ways = ("fast", "exact", "compiled") if args.compile != "off" else ("fast", "exact")
-    for sampler_name, cls in (("uniform", UniformSampler), ("pada", PADASampler)):
-        for way in ways:
-            key = f"{way}/{sampler_name}"
-            warmups[key], epochs[key] = timed_epoch(space, train, cls, args, device,
-                                                    speed_options(way, device, args.compile))
-    epochs["plain/uniform"] = plain_epoch(space, train, args, device)
-    concurrent = {}
-    if args.concurrent > 1:
-        wall = concurrent_epochs(args, device, args.concurrent)
-        single = len(train.y) / epochs["fast/uniform"]
-        concurrent = {"trainings": args.concurrent, "wall_s": wall, "images_per_s": args.concurrent * len(train.y) / wall,
-                      "single_images_per_s": single, "gain": args.concurrent * len(train.y) / wall / single}
-
+    timings = Timings()
     torch.manual_seed(0)
-    supernet = space.build_supernet().to(device)
+    scored_supernet = space.build_supernet().to(device)  # scoring speed does not depend on the weights
     archs = [space.sample(np.random.default_rng(i)) for i in range(args.score_archs + 1)]
-    scoring = {
-        f"{way}/{'recal' if recal else 'no_recal'}": fn(space, supernet, train.to(device) if way == "fast" else train,
-                                                        test.to(device) if way == "fast" else test, archs, args, device,
-                                                        recal)
-        for way, fn in (("fast", fast_scoring), ("plain", plain_scoring)) for recal in (True, False)
-    }
-    per_image_epoch = {k: v / len(train.y) for k, v in epochs.items()}
-    projection = {}
-    for way, train_key in (("fast", "fast/uniform"), ("plain", "plain/uniform")):
-        train_s = FULL_EPOCHS * per_image_epoch[train_key] * FULL_TRAIN_IMAGES
-        score_s = FULL_ARCHS / scoring[f"{way}/recal"] * FULL_SCORE_IMAGES / len(test.y)
-        projection[way] = {"train_s": train_s, "score_s": score_s, "total_s": train_s + score_s}
-    write(args, data_name, device, len(train.y), len(test.y), Timings(epochs, warmups, concurrent, scoring, projection))
+    on_device = {"fast": (train.to(device), test.to(device)), "plain": (train, test)}
+    samplers = {"uniform": UniformSampler, "pada": PADASampler}
+
+    def epoch(way: str, sampler: str) -> None:
+        key = f"{way}/{sampler}"
+        timings.warmups[key], timings.epochs[key] = timed_epoch(space, train, samplers[sampler], args, device,
+                                                                speed_options(way, device, args.compile))
+
+    def plain() -> None:
+        timings.epochs["plain/uniform"] = plain_epoch(space, train, args, device)
+
+    def score(way: str, recal: bool) -> None:
+        fn = fast_scoring if way == "fast" else plain_scoring
+        timings.scoring[f"{way}/{'recal' if recal else 'no_recal'}"] = fn(space, scored_supernet, *on_device[way],
+                                                                          archs, args, device, recal)
+
+    def concurrent() -> None:
+        wall = concurrent_epochs(args, device, args.concurrent)
+        single = len(train.y) / timings.epochs["fast/uniform"]
+        timings.concurrent = {"trainings": args.concurrent, "wall_s": wall,
+                              "images_per_s": args.concurrent * len(train.y) / wall, "single_images_per_s": single,
+                              "gain": args.concurrent * len(train.y) / wall / single}
+
+    # most wanted first, and the table rewritten after each: a run stopped early (a device session's time limit)
+    # still leaves what it measured; compilation's long warm-up comes last
+    plan: list[Callable[[], None]] = [
+        lambda: epoch("fast", "uniform"), lambda: score("fast", True), lambda: score("fast", False),
+        lambda: epoch("fast", "pada"), plain, lambda: score("plain", True), lambda: score("plain", False),
+        lambda: epoch("exact", "uniform"), lambda: epoch("exact", "pada"),
+    ]
+    if args.concurrent > 1:
+        plan.append(concurrent)
+    if args.compile != "off":
+        plan += [lambda: epoch("compiled", "uniform"), lambda: epoch("compiled", "pada")]
+    for done, measure in enumerate(plan, 1):
+        measure()
+        timings.project(len(train.y), len(test.y))
+        write(args, data_name, device, len(train.y), len(test.y), timings, complete=done == len(plan))
 
 
 def make_space(args: argparse.Namespace) -> NB201Space:
@@ -338,16 +348,24 @@ def make_space(args: argparse.Namespace) -> NB201Space:
 
 @dataclass
 class Timings:
-    """What one run measured (and projected)."""
+    """What one run measured so far (and projected)."""
 
-    epochs: dict[str, float]  # seconds of the timed epoch per way/sampler
-    warmups: dict[str, float]  # seconds of the warm-up epoch before it (compilation included)
-    concurrent: dict[str, float]  # several fast trainings at once (empty if not measured)
-    scoring: dict[str, float]  # archs/s per way/recalibration
-    projection: dict[str, dict[str, float]]  # the full protocol, projected
+    epochs: dict[str, float] = field(default_factory=dict)  # seconds of the timed epoch per way/sampler
+    warmups: dict[str, float] = field(default_factory=dict)  # seconds of the warm-up epoch (compilation included)
+    concurrent: dict[str, float] = field(default_factory=dict)  # several fast trainings at once
+    scoring: dict[str, float] = field(default_factory=dict)  # archs/s per way/recalibration
+    projection: dict[str, dict[str, float]] = field(default_factory=dict)  # the full protocol, projected
+
+    def project(self, train_images: int, score_images: int) -> None:
+        """The full protocol's time for each way whose epoch and scoring with recalibration are measured."""
+        for way, train_key in (("fast", "fast/uniform"), ("plain", "plain/uniform")):
+            if train_key in self.epochs and f"{way}/recal" in self.scoring:
+                train_s = FULL_EPOCHS * self.epochs[train_key] / train_images * FULL_TRAIN_IMAGES
+                score_s = FULL_ARCHS / self.scoring[f"{way}/recal"] * FULL_SCORE_IMAGES / score_images
+                self.projection[way] = {"train_s": train_s, "score_s": score_s, "total_s": train_s + score_s}
 
 
-def write(args, data_name, device, n_train, n_test, timings: Timings) -> None:
+def write(args, data_name, device, n_train, n_test, timings: Timings, complete: bool = True) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "toy_" if args.toy else ""
     stem = args.out / f"bench_gpu_{tag}{device.type}"
@@ -355,12 +373,14 @@ def write(args, data_name, device, n_train, n_test, timings: Timings) -> None:
             "python": platform.python_version(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "data": data_name, "space": f"NB201 C={args.channels} N={args.cells}", "batch_size": args.batch_size,
             "train_images": n_train, "score_images": n_test, "recal_images": args.recal_images,
-            "workers": args.workers, "compile": args.compile}
+            "workers": args.workers, "compile": args.compile, "complete": complete}
     t = timings
     Path(f"{stem}.json").write_text(json.dumps({
         "meta": meta, "epoch_seconds": t.epochs, "warmup_seconds": t.warmups, "concurrent": t.concurrent,
         "archs_per_second": t.scoring, "projection_seconds": t.projection}, indent=1) + "\n")
     lines = [f"# Training and scoring speed: nasframe fast path vs the plain way ({device.type})", "",
+             *([] if complete else ["**Partial:** the run stopped before every measurement was taken; the table "
+                                    "holds those taken.", ""]),
              *[f"- {k}: {v}" for k, v in meta.items()], "",
              f"| training epoch ({n_train} images, batch {args.batch_size}) | seconds | images/s | warm-up epoch s |",
              "| --- | ---: | ---: | ---: |"]
@@ -375,11 +395,12 @@ def write(args, data_name, device, n_train, n_test, timings: Timings) -> None:
                   f"together against {c['single_images_per_s']:,.0f} for one: {c['gain']:.2f}x."]
     lines += ["", f"| scoring ({n_test} held-out images per arch) | archs/s |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.2f} |" for k, v in t.scoring.items()]
-    lines += ["", f"**Projection** (not a measurement): {FULL_EPOCHS} epochs x {FULL_TRAIN_IMAGES:,} images, then "
-              f"{FULL_ARCHS:,} archs x {FULL_SCORE_IMAGES:,} images with recalibration, scaled linearly from the rates above.",
-              "", "| way | training | scoring | total |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {k} | {v['train_s'] / 60:.1f} min | {v['score_s'] / 60:.1f} min | {v['total_s'] / 3600:.2f} h |"
-              for k, v in t.projection.items()]
+    if t.projection:
+        lines += ["", f"**Projection** (not a measurement): {FULL_EPOCHS} epochs x {FULL_TRAIN_IMAGES:,} images, then "
+                  f"{FULL_ARCHS:,} archs x {FULL_SCORE_IMAGES:,} images with recalibration, scaled linearly from the "
+                  "rates above.", "", "| way | training | scoring | total |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {k} | {v['train_s'] / 60:.1f} min | {v['score_s'] / 60:.1f} min | {v['total_s'] / 3600:.2f} h |"
+                  for k, v in t.projection.items()]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
