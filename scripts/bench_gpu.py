@@ -402,7 +402,7 @@ def write(args, data_name, device, n_train, n_test, timings: Timings, complete: 
         lines += [f"| {k} | {v['train_s'] / 60:.1f} min | {v['score_s'] / 60:.1f} min | {v['total_s'] / 3600:.2f} h |"
                   for k, v in t.projection.items()]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(lines) if complete else f"bench_gpu: partial table written to {stem}.md", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def _worth_compiling(module: nn.Module) -> bool:
     lone_activation = type(module).__module__ == nn.modules.activation.__name__ and not any(module.parameters())
     return not lone_activation
 
+
 #: graphs one part structure may hold (dynamo's default is 8): input shapes times train / eval / no-grad modes
 _RECOMPILE_LIMIT = 64
 
@@ -86,13 +87,15 @@ def fixed_parts(root: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]
 
 
 def _structure(module: nn.Module) -> Hashable:
-    """What makes two parts take the same graphs: their module types and parameter and buffer shapes."""
+    """Parts with equal structure (module types, parameter and buffer shapes) may share graphs; what else tells
+    them apart (a stride, say) the graphs' guards check."""
     tensors = chain(module.named_parameters(), module.named_buffers())
     return (tuple((name, type(m)) for name, m in module.named_modules()),
             tuple((name, tuple(t.shape), t.dtype) for name, t in tensors))
 
 
 def _call_part(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """A compiled part's call: the template of every structure's function (:func:`_call_for`)."""
     return module._call_impl(*args, **kwargs)
 
 
@@ -101,6 +104,7 @@ _CALLS: dict[Hashable, Callable[..., Any]] = {}
 
 
 def _call_for(module: nn.Module) -> Callable[..., Any]:
+    """The function for ``module``'s structure: :func:`_call_part` with a code object of its own, made once."""
     key = _structure(module)
     if key not in _CALLS:
         code = _call_part.__code__.replace(co_name=f"compiled_{type(module).__name__}_{len(_CALLS)}")
@@ -120,11 +124,9 @@ def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "
 
     inductor_config.fallback_random = True  # dropout masks from torch's generator, as in eager training
 
-    # past the limit a part silently runs eager
-    for names in (("recompile_limit", "cache_size_limit"), ("accumulated_recompile_limit", "accumulated_cache_size_limit")):
-        limit_name = next((name for name in names if hasattr(_dynamo.config, name)), None)  # newer name first
-        if limit_name is not None:
-            setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
+    # per code object, hence per part structure; past it a part would run eager
+    limit_name = "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
     parts = fixed_parts(root)
     options = {"backend": backend} if backend != "inductor" else {"mode": None if mode == "default" else mode}
     for _, module in parts:  # what nn.Module.compile sets, with a code object per structure (module docstring)
