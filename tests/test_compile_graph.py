@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from nasframe.core.graph import bind_graph
-from nasframe.core.space import DataSpec
 from nasframe.training.compile import fixed_parts
 
 pytest.importorskip("torch_geometric", reason="needs the torch-geometric package")
@@ -20,7 +19,7 @@ pytest.importorskip("torch_geometric", reason="needs the torch-geometric package
 from search_spaces.gnn_bench import GNNBenchSpace  # noqa: E402
 from search_spaces.graphnas import GraphNASSpace  # noqa: E402
 
-SPEC = DataSpec(in_channels=12, input_size=(1, 1), num_classes=3)
+from test_graphnas_space import SPEC, random_graph  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -30,15 +29,7 @@ def _one_thread(_two_threads) -> None:
 
 @pytest.fixture(scope="module")
 def graph():
-    from nasframe.data.graph import GraphData
-
-    gen = torch.Generator().manual_seed(0)
-    n, part = 60, torch.arange(60) % 3
-    return GraphData(
-        x=torch.rand(n, 12, generator=gen), edge_index=torch.randint(0, n, (2, 240), generator=gen),
-        y=torch.randint(0, 3, (n,), generator=gen), train_mask=part == 0, val_mask=part == 1, test_mask=part == 2,
-        num_features=12, num_classes=3, name="random",
-    )
+    return random_graph()
 
 
 def assert_every_weight_in_one_part(supernet: nn.Module, parts: dict[str, nn.Module]) -> None:

@@ -72,22 +72,9 @@ def cora(pyg, tmp_path_factory):
 @pytest.fixture(scope="module")
 def graph(pyg):
     """A small random graph (60 nodes, 12 features, 3 classes) for the fast supernet tests."""
-    from nasframe.data.graph import GraphData
+    from test_graphnas_space import random_graph
 
-    gen = torch.Generator().manual_seed(0)
-    n = 60
-    masks = torch.arange(n) % 3
-    return GraphData(
-        x=torch.rand(n, 12, generator=gen),
-        edge_index=torch.randint(0, n, (2, 240), generator=gen),
-        y=torch.randint(0, 3, (n,), generator=gen),
-        train_mask=masks == 0,
-        val_mask=masks == 1,
-        test_mask=masks == 2,
-        num_features=12,
-        num_classes=3,
-        name="random",
-    )
+    return random_graph()
 
 
 # --------------------------------------------------------------------------------------------------------

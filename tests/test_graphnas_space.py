@@ -41,8 +41,8 @@ def _one_thread(_two_threads) -> None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def graph():
+def random_graph():
+    """A small random graph (60 nodes, 12 features, 3 classes, a third of the nodes in each split) for fast tests."""
     from nasframe.data.graph import GraphData
 
     gen = torch.Generator().manual_seed(0)
@@ -53,6 +53,11 @@ def graph():
         y=torch.randint(0, 3, (n,), generator=gen), train_mask=part == 0, val_mask=part == 1, test_mask=part == 2,
         num_features=12, num_classes=3, name="random",
     )
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return random_graph()
 
 
 @pytest.fixture(scope="module")
