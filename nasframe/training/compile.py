@@ -33,6 +33,7 @@ dropout kernel is not fused with its neighbours.
 
 from __future__ import annotations
 
+import logging
 import types
 from itertools import chain
 from typing import Any, Callable, Hashable
@@ -42,6 +43,8 @@ from torch import nn
 
 from nasframe.core.modules import ChoiceModule, is_zero_op
 from nasframe.errors import ConfigError
+
+log = logging.getLogger("nasframe.training")
 
 #: ``trainer.compile`` values: ``off`` (eager), else the mode given to ``torch.compile``
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -131,4 +134,7 @@ def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "
     options = {"backend": backend} if backend != "inductor" else {"mode": None if mode == "default" else mode}
     for _, module in parts:  # what nn.Module.compile sets, with a code object per structure (module docstring)
         module._compiled_call_impl = torch.compile(types.MethodType(_call_for(module), module), **options)
+    structures = len({_structure(module) for _, module in parts})
+    log.info("trainer.compile=%s: %d parts of %d structures marked; each structure compiles on its first calls, "
+             "so the first steps are slow", mode, len(parts), structures)
     return [name for name, _ in parts]
