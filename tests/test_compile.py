@@ -111,6 +111,39 @@ def test_a_darts_search_never_reaches_dynamos_recompile_limit():
     assert max(graphs) <= _RECOMPILE_LIMIT // 4
 
 
+@pytest.mark.parametrize("space_name", ["darts", "mobilenet"])
+def test_compiled_cell_and_elastic_supernets_compute_the_eager_outputs_and_gradients(space_name):
+    """Every option of the DARTS and elastic MobileNet spaces through compiled parts (``aot_eager``: dynamo's
+    capture and AOTAutograd's backward, with torch's kernels; inductor's kernels are what the NB201 and graph
+    tests train with) gives eager's logits and gradients, on the same parameters."""
+    from nasframe.core.arch import Arch
+    from nasframe.core.space import DataSpec
+    from search_spaces.darts import DARTSSpace
+    from search_spaces.mobilenet import MobileNetSpace
+    from test_mobilenet import TINY
+
+    spec = DataSpec(3, (16, 16), 10)
+    space = DARTSSpace(spec, channels=4, layers=3) if space_name == "darts" else MobileNetSpace(spec, **TINY)
+    torch.manual_seed(0)
+    eager = space.build_supernet()
+    compiled = copy.deepcopy(eager)
+    assert compile_fixed_parts(compiled, "default", backend="aot_eager")
+    widest = max(len(choice) for choice in space.choices)
+    x = torch.randn(4, 3, 16, 16)
+    for k in range(widest):  # arch k takes option k of every choice: together, every option
+        arch = Arch({c.name: c.options[k % len(c)] for c in space.choices})
+        results = []
+        for net in (eager, compiled):
+            net.set_arch(arch)
+            net.zero_grad(set_to_none=True)
+            out = net(x)
+            out.square().mean().backward()
+            results.append((out.detach(), {n: p.grad for n, p in net.named_parameters() if p.grad is not None}))
+        (out_e, grads_e), (out_c, grads_c) = results
+        assert torch.allclose(out_c, out_e, atol=1e-5) and grads_c.keys() == grads_e.keys()
+        assert all(torch.allclose(grads_c[n], grads_e[n], atol=1e-5) for n in grads_e), str(arch)
+
+
 def test_compiled_training_takes_the_eager_steps(tiny_space, digits):
     eager, compiled = make_trainer(tiny_space, digits), make_trainer(tiny_space, digits, compile="default")
     assert compiled.compiled_parts and not eager.compiled_parts
