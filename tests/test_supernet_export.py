@@ -64,6 +64,33 @@ def test_extract_copies_weights_and_counts_only_the_path(cifar_like_space, rng):
     assert sum(p.numel() for p in subnet.parameters()) < sum(p.numel() for p in supernet.parameters())
 
 
+def test_none_edges_are_skipped_not_multiplied_by_zero(cifar_like_space, rng):
+    """The ``none`` op never runs: not in the supernet path, not in the extracted subnet, not in the fast scoring
+    pass (BN folded), on an arch with zero nodes that feed other ops."""
+    from nasframe.core.modules import is_zero_op
+    from nasframe.evaluation.scoring import scoring_network
+
+    space = cifar_like_space
+    supernet = _trained_supernet(space, rng)
+    arch = space.parse(SPECIAL[1])
+    subnet = extract(space, supernet, arch)
+    folded = scoring_network(extract(space, supernet, arch), fold_bn=True, dtype=torch.float32, channels_last=False)
+    calls = []
+    for net in (supernet, subnet, folded):
+        for module in net.modules():
+            if is_zero_op(module):
+                module.register_forward_hook(lambda *_: calls.append(1))
+    assert sum(is_zero_op(m) for m in supernet.modules()) > 0  # there are none ops to skip
+    x = torch.randn(4, *space.data.input_shape)
+    supernet.set_arch(arch)
+    supernet.eval()
+    with torch.no_grad():
+        supernet(x), subnet.eval()(x), folded(x)
+    supernet.train()
+    supernet(x).sum().backward()
+    assert calls == []
+
+
 def test_single_path_step_only_touches_the_active_ops(cifar_like_space, rng):
     space = cifar_like_space
     supernet = space.build_supernet()
