@@ -7,7 +7,7 @@ difference to plain eager is the compiled calls' dispatch and guard checks. Thre
 
 * ``eager``: no compilation;
 * ``module_compile``: ``nn.Module.compile`` on each part (every part shares one code object, so one list of graphs;
-  the recompile limits raised as nasframe raises them);
+  dynamo's recompile limit raised as nasframe raises it);
 * ``nasframe``: :func:`~nasframe.training.compile.compile_fixed_parts` (a code object per part structure).
 
 Each process builds the space's supernet (random weights; CIFAR-sized input), runs archs that together take every
@@ -67,7 +67,7 @@ def compile_parts(supernet, way: str) -> int:
 
     if way == "eager":
         return 0
-    names = compile_fixed_parts(supernet, "default", backend="eager")  # sets the limits either way
+    names = compile_fixed_parts(supernet, "default", backend="eager")  # sets the limit either way
     if way == "module_compile":
         for _, module in fixed_parts(supernet):
             module.compile(backend="eager")  # replaces nasframe's compiled call with torch's own

@@ -106,9 +106,10 @@ def _call_part(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
 _CALLS: dict[Hashable, Callable[..., Any]] = {}
 
 
-def _call_for(module: nn.Module) -> Callable[..., Any]:
-    """The function for ``module``'s structure: :func:`_call_part` with a code object of its own, made once."""
-    key = _structure(module)
+def _call_for(module: nn.Module, key: Hashable | None = None) -> Callable[..., Any]:
+    """The function for ``module``'s structure (``key``, else computed): :func:`_call_part` with a code object of
+    its own, made once."""
+    key = _structure(module) if key is None else key
     if key not in _CALLS:
         code = _call_part.__code__.replace(co_name=f"compiled_{type(module).__name__}_{len(_CALLS)}")
         _CALLS[key] = types.FunctionType(code, _call_part.__globals__, code.co_name)
@@ -132,9 +133,11 @@ def compile_fixed_parts(root: nn.Module, mode: str = "default", backend: str = "
     setattr(_dynamo.config, limit_name, max(getattr(_dynamo.config, limit_name), _RECOMPILE_LIMIT))
     parts = fixed_parts(root)
     options = {"backend": backend} if backend != "inductor" else {"mode": None if mode == "default" else mode}
+    structures = set()
     for _, module in parts:  # what nn.Module.compile sets, with a code object per structure (module docstring)
-        module._compiled_call_impl = torch.compile(types.MethodType(_call_for(module), module), **options)
-    structures = len({_structure(module) for _, module in parts})
+        key = _structure(module)
+        structures.add(key)
+        module._compiled_call_impl = torch.compile(types.MethodType(_call_for(module, key), module), **options)
     log.info("trainer.compile=%s: %d parts of %d structures marked; each structure compiles on its first calls, "
-             "so the first steps are slow", mode, len(parts), structures)
+             "so the first steps are slow", mode, len(parts), len(structures))
     return [name for name, _ in parts]
