@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nasframe.evaluation.evaluator import EvaluatorConfig
 from nasframe.training.trainer import TrainerConfig
 
 
@@ -39,7 +38,7 @@ class SearchConfig:
     sampler: Any = MISSING
     selector: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    evaluator: Any = MISSING  # a config group: supernet (EvaluatorConfig) | zero_cost (ZeroCostConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 0
@@ -67,7 +66,7 @@ class RankConfig:
     run: str = MISSING  # a search run directory: its config.yaml and checkpoint.pt are used
     benchmark: Any = MISSING
     ranking: RankingConfig = field(default_factory=RankingConfig)
-    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    evaluator: Any = MISSING  # a config group: supernet (EvaluatorConfig) | zero_cost (ZeroCostConfig)
     device: str = "auto"
     threads: int = 0
     out: Optional[str] = None  # default: <run>/ranking

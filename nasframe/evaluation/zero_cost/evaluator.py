@@ -1,0 +1,252 @@
+"""The training-free evaluator: scores archs with zero-cost proxies of their untrained networks.
+
+``ZeroCostEvaluator(arch) -> score`` has the interface of the supernet evaluator, so every selector and
+``nasframe rank`` take it (``evaluator=zero_cost evaluator.proxy=...``). For each arch it builds the standalone
+network, initialises it with a fixed seed (the same weights stream for every arch), prepares the input and the
+BatchNorm mode from each proxy's paper defaults (or the config's overrides), and computes the proxies.
+
+- One proxy (or one component of a proxy) scores an arch by its value.
+- Several (a list, or a proxy with several components such as ``az_nas``) are combined by their ranks
+  (:mod:`.combine`): among the ranked archs in ``nasframe rank``, among a fixed reference sample of
+  ``reference_archs`` archs for a selector.
+- Isomorphic archs (``space.canonical``) are one network: each class is scored once (``canonical``).
+- Components are cached in memory and, with ``cache_file``, in a JSON-lines file keyed by the canonical arch
+  string and the settings, so a long scoring resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasframe.core.arch import Arch
+from nasframe.core.space import SearchSpace
+from nasframe.data.base import TensorSplit, Transform
+from nasframe.errors import ConfigError, NasframeError
+from nasframe.evaluation.zero_cost.base import PROXIES, Proxy, ProxyBatch, ProxySettings
+from nasframe.evaluation.zero_cost.combine import COMBINATIONS, RankCombination
+from nasframe.evaluation.zero_cost.prepare import check_settings, initialise, make_batch, seeded, set_batchnorm_mode
+
+log = logging.getLogger("nasframe.zero_cost")
+
+
+@dataclass
+class ZeroCostConfig:
+    name: str = "zero_cost"
+    proxy: Any = "synflow"  # a proxy or component name, or a list of them (rank-combined); see `PROXIES.names()`
+    # -- overrides of every proxy's paper settings (null: each proxy's own default, recorded in results) --------
+    init: Optional[str] = None  # default | kaiming_fan_in | kaiming_fan_out
+    bn: Optional[str] = None  # train | eval | calibrated
+    input: Optional[str] = None  # real | noise
+    batch_size: Optional[int] = None
+    seed: int = 0  # the weights' and the batch's seed, the same for every arch
+    combine: str = "log_rank"  # log_rank (AZ-NAS) | rank: how several components make one score
+    reference_archs: int = 256  # selectors: the sample (seeded) that ranks a combination's components
+    canonical: bool = True  # score each isomorphism class once
+    cache_file: Optional[str] = None  # JSON lines of computed components, reused when the settings match
+
+    def proxy_names(self) -> list[str]:
+        names = [self.proxy] if isinstance(self.proxy, str) else list(self.proxy or [])
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"evaluator.proxy: name one proxy or a list of them, got {self.proxy!r}")
+        return names
+
+
+def resolve_components(names: Sequence[str]) -> tuple[list[Proxy], list[str]]:
+    """The proxies to run and the components to score for config names: a proxy name gives all its components,
+    a component name its proxy."""
+    owner: dict[str, str] = {}
+    for proxy_name in PROXIES.names():
+        cls = PROXIES.get(proxy_name)
+        for component in cls.components or (cls.name,):
+            owner.setdefault(component, proxy_name)
+    proxies: dict[str, Proxy] = {}
+    components: list[str] = []
+    for name in names:
+        if name in PROXIES:
+            cls = PROXIES.get(name)
+            proxies.setdefault(name, cls())
+            components += [c for c in cls.components or (cls.name,) if c not in components]
+        elif name in owner:
+            proxies.setdefault(owner[name], PROXIES.get(owner[name])())
+            if name not in components:
+                components.append(name)
+        else:
+            known = sorted(set(PROXIES.names()) | set(owner))
+            raise ConfigError(f"evaluator.proxy: unknown proxy {name!r}; known: {', '.join(known)}")
+    return list(proxies.values()), components
+
+
+class ZeroCostEvaluator:
+    """Scores archs by training-free proxies (see the module docstring)."""
+
+    def __init__(self, space: SearchSpace, build_network: Callable[[Arch], nn.Module], config: ZeroCostConfig,
+                 train: TensorSplit | None = None, prepare: Transform | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        """``build_network(arch)`` returns the arch's standalone network on ``device`` (a graph network with its
+        graph bound); ``train`` and ``prepare`` give the real input batches."""
+        self.space, self.build_network, self.config = space, build_network, config
+        self.device = torch.device(device)
+        if config.combine not in COMBINATIONS:
+            raise ConfigError(f"evaluator.combine: {config.combine!r} is not one of {', '.join(COMBINATIONS)}")
+        if config.reference_archs < 1:
+            raise ConfigError("evaluator.reference_archs must be >= 1")
+        self.proxies, self.components = resolve_components(config.proxy_names())
+        is_graph = space.takes_graphs
+        for proxy in self.proxies:
+            if is_graph and not proxy.supports_graphs:
+                raise ConfigError(f"evaluator.proxy: {proxy.name} is defined for image networks, not for the graph "
+                                  f"space '{space.name}'")
+        self.settings = {p.name: check_settings(self._settings_for(p)) for p in self.proxies}
+        self.train, self.prepare = train, prepare
+        self.input_shape = None if is_graph else tuple(space.data.input_shape)
+        self._batches: dict[ProxySettings, ProxyBatch] = {}
+        self.values: dict[Arch, dict[str, float]] = {}
+        self.seconds: dict[Arch, float] = {}
+        self.combination: RankCombination | None = None
+        self.cache_path = Path(config.cache_file).expanduser() if config.cache_file else None
+        self._fingerprint = json.dumps(self.describe(), sort_keys=True)
+        if self.cache_path is not None:
+            self._read_cache()
+
+    # -- settings -------------------------------------------------------------------------------------------
+    def _settings_for(self, proxy: Proxy) -> ProxySettings:
+        cfg, paper = self.config, proxy.settings
+        overrides = {k: v for k, v in (("init", cfg.init), ("bn", cfg.bn), ("input", cfg.input),
+                                       ("batch_size", cfg.batch_size)) if v is not None}
+        if proxy.structural:
+            return paper
+        if paper.input == "none":  # the proxy makes its own input (synflow's ones): only init and bn apply
+            overrides.pop("input", None)
+            overrides.pop("batch_size", None)
+        return replace(paper, **overrides)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that determines the scores: proxies, components, each proxy's settings, seed, combination."""
+        return {
+            "evaluator": "zero_cost",
+            "components": list(self.components),
+            "proxies": {p.name: {**p.describe(), "settings": asdict(self.settings[p.name])} for p in self.proxies},
+            "seed": self.config.seed,
+            "combine": self.config.combine if len(self.components) > 1 else None,
+            "canonical": self.config.canonical,
+            "space": self.space.describe(),
+        }
+
+    @property
+    def combined(self) -> bool:
+        return len(self.components) > 1
+
+    # -- scoring ----------------------------------------------------------------------------------------------
+    def key(self, arch: Mapping[str, str]) -> Arch:
+        arch = self.space.validate(arch)
+        return self.space.canonical(arch) if self.config.canonical else arch
+
+    def component_values(self, arch: Mapping[str, str]) -> dict[str, float]:
+        """Every configured component of ``arch`` (computed once per isomorphism class)."""
+        key = self.key(arch)
+        values = self.values.get(key)
+        if values is None:
+            began = time.perf_counter()
+            values = {}
+            for proxy in self.proxies:
+                values.update(self._run(proxy, key))
+            values = {c: _finite_or_worst(values[c]) for c in self.components}
+            self.values[key] = values
+            self.seconds[key] = time.perf_counter() - began
+            self._append_cache(key, values, self.seconds[key])
+        return values
+
+    def __call__(self, arch: Mapping[str, str]) -> float:
+        values = self.component_values(arch)
+        if not self.combined:
+            return values[self.components[0]]
+        if self.combination is None:
+            self.set_reference(self._reference_sample())
+        return self.combination(values)  # type: ignore[misc]
+
+    def set_reference(self, archs: Iterable[Mapping[str, str]]) -> None:
+        """Rank a combination's components among ``archs`` (``nasframe rank`` passes the ranked archs)."""
+        archs = list(archs)
+        self.combination = RankCombination([self.component_values(a) for a in archs], self.components,
+                                           self.config.combine)
+
+    def _reference_sample(self) -> list[Arch]:
+        rng = np.random.default_rng(self.config.seed)
+        count = min(self.config.reference_archs, self.space.size)
+        log.info("ranking %d proxy components among a reference sample of %d archs (seed %d)",
+                 len(self.components), count, self.config.seed)
+        chosen: dict[Arch, None] = {}
+        while len(chosen) < count:
+            chosen.setdefault(self.space.sample(rng))
+        return list(chosen)
+
+    def _batch(self, settings: ProxySettings) -> ProxyBatch:
+        batch = self._batches.get(settings)
+        if batch is None:
+            batch = make_batch(settings, self.train, self.prepare, self.space.data.num_classes, self.input_shape,
+                               self.config.seed, self.device)
+            self._batches[settings] = batch
+        return batch
+
+    def _run(self, proxy: Proxy, arch: Arch) -> dict[str, float]:
+        settings = self.settings[proxy.name]
+        batch = self._batch(settings)
+        with seeded(self.config.seed):
+            if proxy.structural and not self.space.takes_graphs:
+                with torch.device("meta"):
+                    net = self.space.build_subnet(arch)
+            else:
+                net = self.build_network(arch)
+                initialise(net, settings.init)
+                set_batchnorm_mode(net, settings.bn, batch.inputs[0] if batch.inputs else None)
+            try:
+                values = proxy.compute(net, batch)
+            except (RuntimeError, ValueError, torch.linalg.LinAlgError) as exc:
+                raise NasframeError(f"proxy {proxy.name} failed on {self.space.format(arch)}: {exc}") from exc
+        missing = [c for c in proxy.components or (proxy.name,) if c not in values]
+        if missing:
+            raise NasframeError(f"proxy {proxy.name} returned no value for {missing[0]}")
+        return {k: float(v) for k, v in values.items()}
+
+    # -- the cache file ---------------------------------------------------------------------------------------
+    def _read_cache(self) -> None:
+        path = self.cache_path
+        if path is None or not path.is_file():
+            return
+        kept = 0
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a stop: computed again
+            if row.get("fingerprint") != self._fingerprint:
+                continue
+            key = self.key(self.space.parse(row["arch"]))
+            self.values[key] = {c: float(row["values"][c]) for c in self.components}
+            self.seconds[key] = float(row["seconds"])
+            kept += 1
+        log.info("%d archs' proxy values reused from %s", kept, path)
+
+    def _append_cache(self, arch: Arch, values: dict[str, float], seconds: float) -> None:
+        if self.cache_path is None:
+            return
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        row = {"arch": self.space.format(arch), "values": values, "seconds": seconds, "fingerprint": self._fingerprint}
+        with self.cache_path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+def _finite_or_worst(value: float) -> float:
+    """A proxy value that is NaN (e.g. a log-determinant of a singular matrix) ranks last: ``-inf``."""
+    return value if not math.isnan(value) else -math.inf
