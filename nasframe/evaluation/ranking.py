@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,22 @@ def ranking_metrics(scores: Sequence[float], truth: Sequence[float], top_fractio
     out["true_accuracy_of_best_scored"] = float(t[best])
     out["best_true_accuracy_in_sample"] = float(t.max())
     return {k: (v if not math.isnan(v) else float("nan")) for k, v in out.items()}
+
+
+def random_ranking_expectation(truth: Sequence[float], top_fractions: Sequence[float] = (0.05, 0.10)) -> dict[str, float]:
+    """The expected metrics of a uniformly random ranking of archs with true accuracies ``truth`` (the keys of
+    :func:`ranking_metrics`): Kendall tau, Spearman and tau within the true top 10 % are 0; precision@top-k is
+    ``k / n`` (a random k-subset holds each of the true top k with probability k / n); the true accuracy of the
+    best-scored arch is the mean true accuracy."""
+    t = np.asarray(truth, dtype=float)
+    n = len(t)
+    out = {"kendall_tau": 0.0, "spearman": 0.0}
+    for fraction in top_fractions:
+        out[f"precision_at_top_{round(fraction * 100)}pct"] = max(1, math.ceil(fraction * n)) / n
+    out["kendall_tau_true_top_10pct"] = 0.0
+    out["true_accuracy_of_best_scored"] = float(t.mean())
+    out["best_true_accuracy_in_sample"] = float(t.max())
+    return out
 
 
 def sample_archs(space: SearchSpace, count: int, seed: int, canonical: bool = False) -> list[Arch]:
@@ -171,12 +188,17 @@ def plot_ranking(report: RankingReport, path: str, title: str = "") -> str:
     best = int(np.argmax(report.scores))
     ax.scatter([report.truth[best]], [report.scores[best]], s=60, marker="*", color="crimson", label="best scored")
     ax.set_xlabel(f"true accuracy ({report.protocol.get('truth_metric', 'benchmark')})")
-    ax.set_ylabel(f"supernet score ({report.protocol.get('score', 'accuracy %')})")
+    ax.set_ylabel(textwrap.shorten(f"score: {report.protocol.get('score', 'accuracy %')}", 70), fontsize=8)
     ax.set_title(
         (title + "\n" if title else "")
         + f"Kendall tau {m['kendall_tau']:.3f}, Spearman {m['spearman']:.3f}, n={len(report.archs)}",
         fontsize=9,
     )
+    baselines = report.extra.get("baselines") or {}
+    if baselines:
+        lines = [f"{name}: tau {b['kendall_tau']:.3f}, Spearman {b['spearman']:.3f}" for name, b in baselines.items()]
+        ax.text(0.02, 0.98, "baselines, same archs\n" + "\n".join(lines), transform=ax.transAxes, fontsize=7,
+                va="top", ha="left", bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -71,13 +71,16 @@ class Proxy(ABC):
 
     Subclasses set ``name``, ``components`` (the names of the numbers :meth:`compute` returns; one, equal to
     ``name``, for most proxies), ``paper`` (the title that defines it), ``settings`` (the paper's
-    :class:`ProxySettings`) and ``supports_graphs`` (whether the definition applies to graph networks)."""
+    :class:`ProxySettings`), ``supports_graphs`` and ``supports_images`` (which networks the definition applies
+    to)."""
 
     name: ClassVar[str] = "proxy"
     components: ClassVar[tuple[str, ...]] = ()
     paper: ClassVar[str] = ""
     settings: ClassVar[ProxySettings] = ProxySettings()
     supports_graphs: ClassVar[bool] = True
+    #: False for proxies defined for graph networks only (NAC)
+    supports_images: ClassVar[bool] = True
     #: True when the proxy needs no network weights or data (it reads the architecture's structure only, e.g. on
     #: the meta device): the evaluator then skips initialisation and input preparation
     structural: ClassVar[bool] = False
@@ -103,11 +106,16 @@ PROXIES: Registry[Any] = Registry(
 
 
 def weight_layers(net: nn.Module) -> list[nn.Module]:
-    """The layers whose weights the gradient proxies score: convolutions and linear layers (as the pruning-at-init
-    literature that defined SNIP, GraSP and synflow scores them), in module order. PyG layers hold their
-    weights in ``nn.Linear`` modules, so graph networks are covered too."""
-    return [m for m in net.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
-            and getattr(m, "weight", None) is not None and m.weight.requires_grad]
+    """The layers whose weights the gradient proxies score, in module order: every module that owns a trainable
+    ``weight`` of two or more dimensions -- convolutions and linear layers (as the pruning-at-initialisation
+    literature that defined SNIP, GraSP and synflow scores them), including PyTorch Geometric's own ``Linear``
+    inside its message-passing layers; not normalisation layers (1-D weights) and not biases."""
+    layers = []
+    for module in net.modules():
+        weight = module._parameters.get("weight")
+        if weight is not None and weight.requires_grad and weight.dim() >= 2:
+            layers.append(module)
+    return layers
 
 
 def cross_entropy_backward(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -11,11 +11,13 @@ BatchNorm mode from each proxy's paper defaults (or the config's overrides), and
   ``reference_archs`` archs for a selector.
 - Isomorphic archs (``space.canonical``) are one network: each class is scored once (``canonical``).
 - Components are cached in memory and, with ``cache_file``, in a JSON-lines file keyed by the canonical arch
-  string and the settings, so a long scoring resumes where it stopped.
+  string and a digest of :meth:`ZeroCostEvaluator.describe` (proxies, settings, seed, space), so a long scoring
+  resumes where it stopped and never mixes values computed another way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -107,6 +109,9 @@ class ZeroCostEvaluator:
             if is_graph and not proxy.supports_graphs:
                 raise ConfigError(f"evaluator.proxy: {proxy.name} is defined for image networks, not for the graph "
                                   f"space '{space.name}'")
+            if not is_graph and not proxy.supports_images:
+                raise ConfigError(f"evaluator.proxy: {proxy.name} is defined for graph networks, not for the image "
+                                  f"space '{space.name}'")
         self.settings = {p.name: check_settings(self._settings_for(p)) for p in self.proxies}
         self.train, self.prepare = train, prepare
         self.input_shape = None if is_graph else tuple(space.data.input_shape)
@@ -115,7 +120,7 @@ class ZeroCostEvaluator:
         self.seconds: dict[Arch, float] = {}
         self.combination: RankCombination | None = None
         self.cache_path = Path(config.cache_file).expanduser() if config.cache_file else None
-        self._fingerprint = json.dumps(self.describe(), sort_keys=True)
+        self._fingerprint = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
         if self.cache_path is not None:
             self._read_cache()
 

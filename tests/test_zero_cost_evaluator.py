@@ -1,0 +1,133 @@
+"""The training-free evaluator: paper settings applied, isomorphic cells scored once, rank combination, the
+cache file, the trivial baselines (#params, FLOPs, random ranking) and the CLI (rank without a run, search
+without training, both beside their baselines)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nasframe.core.space import DataSpec
+from nasframe.data.base import TensorSplit
+from nasframe.errors import ConfigError
+from nasframe.evaluation.ranking import random_ranking_expectation
+from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
+from nasframe.evaluation.zero_cost.base import ProxySettings
+from nasframe.evaluation.zero_cost.combine import RankCombination, combine_population
+from nasframe.evaluation.zero_cost.flops import count_macs
+from nasframe.evaluation.zero_cost.prepare import initialise, make_batch, set_batchnorm_mode
+from search_spaces.nb201 import NB201Space
+
+LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def tiny_evaluator(proxy, **settings) -> ZeroCostEvaluator:
+    space = NB201Space(DataSpec(3, (8, 8), 10), channels=4, cells_per_stage=1)
+    generator = torch.Generator().manual_seed(0)
+    train = TensorSplit(torch.randn(80, 3, 8, 8, generator=generator), torch.randint(0, 10, (80,), generator=generator))
+    return ZeroCostEvaluator(space, space.build_subnet, ZeroCostConfig(proxy=proxy, **settings), train=train)
+
+
+def test_params_and_flops_of_the_largest_nb201_cell_match_the_benchmark():
+    """NAS-Bench-201's API gives the all-3x3 cell (C=16, N=5, CIFAR-10) 1.531546 M parameters and 220.11 M FLOPs
+    (multiply-accumulates): the structural proxies count the same."""
+    space = NB201Space(DataSpec(3, (32, 32), 10), channels=16, cells_per_stage=5)
+    evaluator = ZeroCostEvaluator(space, space.build_subnet, ZeroCostConfig(proxy=["params", "flops"]))
+    values = evaluator.component_values(space.parse(LARGEST))
+    assert values["params"] == 1_531_546
+    assert values["flops"] / 1e6 == pytest.approx(220.11, abs=0.01)
+
+
+def test_flops_are_multiply_accumulates_of_convolutions_and_linear_layers():
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    assert count_macs(net, torch.zeros(1, 2, 4, 4)) == 3 * 2 * 9 * 16 + 48 * 5
+
+
+def test_rank_combination_is_azs_sum_of_log_ranks():
+    """AZ-NAS: score = sum over proxies of log(rank / m); with the population as reference the order is the same."""
+    population = [{"a": 1.0, "b": 30.0}, {"a": 2.0, "b": 10.0}, {"a": 3.0, "b": 20.0}, {"a": 4.0, "b": 40.0}]
+    ranks_a, ranks_b = [1, 2, 3, 4], [3, 1, 2, 4]
+    expected = [math.log(ra / 4) + math.log(rb / 4) for ra, rb in zip(ranks_a, ranks_b)]
+    combined = combine_population(population, ["a", "b"])
+    assert np.argsort(combined).tolist() == np.argsort(expected).tolist()
+    smoothed = RankCombination(population, ["a", "b"])
+    assert smoothed.rank("a", 3.0) == pytest.approx((2.5 + 1) / 5)  # ties count half
+    assert smoothed.rank("a", 100.0) == 1.0 and smoothed.rank("a", -1.0) == pytest.approx(1 / 5)
+
+
+def test_bn_modes_and_initialisation():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    batch = torch.randn(16, 3, 6, 6) * 3 + 1
+    set_batchnorm_mode(net, "calibrated", batch)
+    with torch.no_grad():
+        features = net[0](batch)
+    assert not net.training
+    assert torch.allclose(net[1].running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5)
+    set_batchnorm_mode(net, "eval", None)
+    assert torch.all(net[1].running_mean == 0) and torch.all(net[1].running_var == 1)
+    set_batchnorm_mode(net, "train", None)
+    net(batch)
+    assert net.training and net[1].running_mean is None  # batch statistics, nothing kept
+    wide = nn.Linear(400, 300)
+    torch.manual_seed(0)
+    initialise(wide, "kaiming_fan_in")
+    assert wide.weight.std().item() == pytest.approx(math.sqrt(2 / 400), rel=0.02) and torch.all(wide.bias == 0)
+
+
+def test_batches_are_seeded_draws_without_replacement():
+    train = TensorSplit(torch.arange(100.0).view(100, 1, 1, 1), torch.arange(100) % 10)
+    settings = ProxySettings(batch_size=30, batches=2)
+    first = make_batch(settings, train, None, 10, (1, 1, 1), seed=3, device=torch.device("cpu"))
+    again = make_batch(settings, train, None, 10, (1, 1, 1), seed=3, device=torch.device("cpu"))
+    drawn = torch.cat([x.flatten() for x in first.inputs])
+    assert len(set(drawn.tolist())) == 60 and torch.equal(drawn, torch.cat([x.flatten() for x in again.inputs]))
+    noise = make_batch(ProxySettings(input="noise", batch_size=8), None, None, 10, (3, 4, 4), 0, torch.device("cpu"))
+    assert noise.inputs[0].shape == (8, 3, 4, 4) and noise.labels[0].max() < 10
+
+
+def test_isomorphic_cells_are_scored_once_and_the_cache_file_resumes(tmp_path):
+    cache = tmp_path / "values.jsonl"
+    evaluator = tiny_evaluator("params", cache_file=str(cache))
+    space = evaluator.space
+    # node 1 unused (its only consumer edges are none): these two cells are one network
+    a = space.parse("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|")
+    b = space.parse("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|")
+    assert space.canonical(a) == space.canonical(b)
+    assert evaluator(a) == evaluator(b) and len(evaluator.values) == 1
+    assert len(cache.read_text().splitlines()) == 1
+    again = tiny_evaluator("params", cache_file=str(cache))
+    assert again.space.canonical(a) in again.values  # read back, not computed
+    other = tiny_evaluator("flops", cache_file=str(cache))
+    assert not other.values  # another proxy's fingerprint: nothing reused
+
+
+def test_an_unknown_proxy_or_setting_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown proxy 'synflw'"):
+        tiny_evaluator("synflw")
+    with pytest.raises(ConfigError, match="evaluator.bn"):
+        tiny_evaluator("grad_norm", bn="frozen")
+
+
+def test_a_combined_score_ranks_among_the_reference_sample():
+    evaluator = tiny_evaluator(["params", "flops"], reference_archs=12)
+    space = evaluator.space
+    largest, smallest = space.parse(LARGEST), space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert evaluator.combined and evaluator(largest) > evaluator(smallest)
+    assert len(evaluator.combination.sorted["params"]) == 12
+
+
+def test_random_ranking_expectation_matches_simulation():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=200)
+    expected = random_ranking_expectation(truth)
+    from nasframe.evaluation.ranking import ranking_metrics
+
+    draws = [ranking_metrics(rng.normal(size=200), truth) for _ in range(300)]
+    for key in ("kendall_tau", "spearman", "precision_at_top_10pct", "true_accuracy_of_best_scored"):
+        tolerance = 0.2 if key == "true_accuracy_of_best_scored" else 0.03  # truth has std 1, the rest are in [-1, 1]
+        assert np.mean([d[key] for d in draws]) == pytest.approx(expected[key], abs=tolerance), key
