@@ -65,7 +65,14 @@ def _search(cfg: DictConfig) -> None:
         print(f"\nstopped before selection (trainer.stop_after_epoch or sampler.train_only); checkpoint in {run_dir}")
         return
     print(f"\nselected  {outcome.native}")
-    print(f"accuracy  valid {outcome.valid_accuracy:.2f}% (supernet weights), test {outcome.test_accuracy:.2f}% (exported subnet)")
+    if outcome.trained:
+        print(f"accuracy  valid {outcome.valid_accuracy:.2f}% (supernet weights), test {outcome.test_accuracy:.2f}% (exported subnet)")
+    else:
+        print(f"score     {outcome.score:.6g} (training-free proxy; the arch has no trained weights)")
+    for row in outcome.baselines[1:]:
+        accuracies = "".join(f", {what} {value:.2f}%" for what, value in (("test", row.test_accuracy),
+                                                                           ("true", row.true_accuracy)) if value is not None)
+        print(f"baseline  {row.label}: score {row.score:.6g}{accuracies}")
     print(f"run dir   {outcome.run_dir}")
     for name, path in outcome.files.items():
         print(f"  {name:<12} {path}")
@@ -80,9 +87,12 @@ def _rank(cfg: DictConfig) -> None:
     except ScoringStopped as stopped:
         print(f"\nranking.stop_after_s={cfg.ranking.stop_after_s} reached: {stopped}")
         return
-    print()
+    baselines = report.extra.get("baselines", {})
+    names = ["score", *baselines]
+    print(f"\n{'metric (same archs)':<32} " + " ".join(f"{n:>17}" for n in names))
     for name, value in report.metrics.items():
-        print(f"{name:<32} {value:.4f}")
+        row = [value, *(b.get(name, float("nan")) for b in baselines.values())]
+        print(f"{name:<32} " + " ".join(f"{v:>17.4f}" for v in row))
     print(f"{'scoring throughput (archs/s)':<32} {report.archs_per_second:.2f}")
     print(f"written to {out}/ranking.json and ranking.png")
 

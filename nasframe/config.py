@@ -30,6 +30,12 @@ class ExportConfig:
 
 
 @dataclass
+class BaselinesConfig:
+    enabled: bool = True  # report the largest arch meeting the constraints and random search beside the pick
+    truth_metric: Optional[str] = None  # with benchmark=...: the metric shown as true accuracy (default: its first *_test)
+
+
+@dataclass
 class SearchConfig:
     """One search: train a supernet, select an arch, export it."""
 
@@ -38,9 +44,11 @@ class SearchConfig:
     sampler: Any = MISSING
     selector: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    evaluator: Any = MISSING  # a config group: supernet (EvaluatorConfig) | zero_cost (ZeroCostConfig)
+    evaluator: Any = None  # a config group: supernet (EvaluatorConfig; also when null) | zero_cost (ZeroCostConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    benchmark: Any = None  # optional: a tabular benchmark (benchmark=nb201) that gives the true accuracy of each reported arch
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
@@ -63,10 +71,12 @@ class RankingConfig:
 class RankConfig:
     """Rank archs with a trained supernet against a tabular benchmark."""
 
-    run: str = MISSING  # a search run directory: its config.yaml and checkpoint.pt are used
+    run: Optional[str] = None  # a search run directory: its config.yaml and checkpoint.pt are used
+    space: Any = None  # without run (training-free evaluators only): the space to rank ...
+    dataset: Any = None  # ... and the data set whose training images the proxies see
     benchmark: Any = MISSING
     ranking: RankingConfig = field(default_factory=RankingConfig)
-    evaluator: Any = MISSING  # a config group: supernet (EvaluatorConfig) | zero_cost (ZeroCostConfig)
+    evaluator: Any = None  # a config group: supernet (EvaluatorConfig; also when null) | zero_cost (ZeroCostConfig)
     device: str = "auto"
     threads: int = 0
     out: Optional[str] = None  # default: <run>/ranking

@@ -1,4 +1,5 @@
-"""``nasframe rank``: score archs with a trained supernet and compare with a tabular benchmark.
+"""``nasframe rank``: score archs with a trained supernet (or a training-free evaluator) and compare with a tabular
+benchmark, beside the trivial baselines on the same archs (#params, FLOPs, a random ranking's expected values).
 
 The protocol is recorded in the output: which archs (a uniform sample without replacement, fixed by
 ``ranking.sample_seed``, or all), which split the supernet scores on, how BatchNorm is recalibrated (how many
@@ -21,9 +22,12 @@ from nasframe.benchmarks.base import build_benchmark
 from nasframe.config import RankConfig, RankingConfig, SearchConfig
 from nasframe.core.settings import settings_from
 from nasframe.errors import ConfigError, DataError
-from nasframe.evaluation.ranking import RankingReport, plot_ranking, rank_archs, sample_archs
+from nasframe.evaluation.ranking import (RankingReport, plot_ranking, random_ranking_expectation, rank_archs,
+                                         ranking_metrics, sample_archs)
 from nasframe.evaluation.score_store import ScoreStore
-from nasframe.search import build_supernet, make_evaluator, setup_search
+from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
+from nasframe.search import (SearchSetup, attach_data, build_supernet, evaluator_settings, is_training_free,
+                             make_evaluator, make_zero_cost_evaluator, setup_search)
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from nasframe.training.trainer import restore_supernet
 
@@ -38,57 +42,125 @@ def load_run_config(run: str | Path) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(SearchConfig), OmegaConf.load(path))
 
 
+def rank_setup(cfg: DictConfig) -> tuple[SearchSetup, Path | None]:
+    """The search setup a ranking scores with: a search run's (its config; ``run=``), or for a training-free
+    evaluator a space and a data set given directly (``space=... dataset=...``)."""
+    if cfg.run and (cfg.space is not None or cfg.dataset is not None):
+        raise ConfigError("nasframe rank: give run=<search run dir> or space=... dataset=..., not both (a run "
+                          "names its own space and data set)")
+    if cfg.run:
+        run_dir = Path(cfg.run).expanduser()
+        search_cfg = load_run_config(run_dir)
+    else:
+        if cfg.space is None or cfg.dataset is None or evaluator_settings(cfg.evaluator).name != "zero_cost":
+            raise ConfigError("nasframe rank needs run=<search run dir> (the trained supernet to rank with), or a "
+                              "training-free evaluator with a space and data set: evaluator=zero_cost space=nb201 "
+                              "dataset=cifar10")
+        run_dir = None
+        search_cfg = OmegaConf.merge(OmegaConf.structured(SearchConfig), {
+            "space": cfg.space, "dataset": cfg.dataset, "sampler": {"name": "uniform"}, "selector": {"name": "random"},
+            "evaluator": cfg.evaluator})
+    search_cfg.device, search_cfg.threads, search_cfg.resume, search_cfg.arch = cfg.device, cfg.threads, None, None
+    search_cfg.evaluator = cfg.evaluator
+    return setup_search(search_cfg), run_dir
+
+
 def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
     ranking = settings_from(RankingConfig, cfg.ranking, "ranking")
-    run_dir = Path(cfg.run).expanduser()
-    search_cfg = load_run_config(run_dir)
-    search_cfg.device, search_cfg.threads, search_cfg.resume, search_cfg.arch = cfg.device, cfg.threads, None, None
-    search_cfg.evaluator = cfg.evaluator
-    setup = setup_search(search_cfg)
+    setup, run_dir = rank_setup(cfg)
     benchmark = build_benchmark(cfg.benchmark)
     for metric in [ranking.truth_metric, *ranking.also_against]:
         benchmark.check_metric(metric)
     if benchmark.space_name != setup.space.name:
         raise ConfigError(f"benchmark {benchmark.name} holds {benchmark.space_name} archs, the run searched {setup.space.name}")
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=setup.device)
-    supernet = restore_supernet(build_supernet(setup), setup.sampler, state,
-                                json.dumps(setup.space.describe(), sort_keys=True), source=str(run_dir))
-    evaluator = make_evaluator(setup, supernet, ranking.held_out)
     archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed, canonical=ranking.canonical)
     kind = "distinct models (canonical forms)" if ranking.canonical else "distinct archs"
     drawn = ("canonical forms of uniformly drawn encodings, no repeats (a model weighs as its number of encodings)"
              if ranking.canonical else "uniform without replacement")
     protocol = {
-        "run": str(run_dir),
+        "run": str(run_dir) if run_dir else None,
         "space": setup.space.describe(),
-        "supernet_epochs": int(state["epoch"]),
         "archs": f"{len(archs)} {kind}, {drawn} (sample_seed={ranking.sample_seed})"
         if ranking.num_archs > 0 and len(archs) < setup.space.size else f"all {len(archs)} {kind}",
-        "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} "
-                 f"{'nodes' if setup.data.is_graph else 'images'}) with inherited weights",
-        "bn": ("recalibrated per arch on the full graph (one forward in training mode)" if setup.data.is_graph else
-               f"recalibrated per arch on {sum(len(b) for b in evaluator.bn_batches)} training images (the same for every arch)")
-        if evaluator.bn_batches else "running statistics from training (no recalibration)",
-        "evaluator": asdict(setup.evaluator),
         "truth_metric": ranking.truth_metric,
         "also_against": list(ranking.also_against),
         "benchmark": OmegaConf.to_container(cfg.benchmark, resolve=True),
         "device": str(setup.device),
         "torch": torch.__version__,
     }
-    out = Path(cfg.out).expanduser() if cfg.out else run_dir / "ranking"
-    store = ScoreStore(out / SCORES_NAME, score_fingerprint(protocol, state, setup.space, archs))
-    log.info("scoring %d archs on %s", len(archs) - len(store), setup.device)  # the store holds only this sample
+    out = Path(cfg.out).expanduser() if cfg.out else (run_dir / "ranking" if run_dir else Path.cwd())
+    if is_training_free(setup.evaluator):
+        score, store = training_free_scorer(setup, archs, protocol, out, ranking)
+    else:
+        score, store = supernet_scorer(setup, run_dir, archs, protocol, out, ranking)
+    log.info("scoring %d archs on %s", len(archs) - (len(store) if store else 0), setup.device)
     report = rank_archs(
-        setup.space, evaluator, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
+        setup.space, score, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
         progress=True,
         other_truths={m: (lambda native, m=m: benchmark.metric(native, m)) for m in ranking.also_against},
         store=store, stop_after_s=ranking.stop_after_s,
     )
-    write_ranking(report, out, title=f"{setup.space.name} supernet vs {benchmark.name} {ranking.truth_metric}")
+    report.extra["baselines"] = rank_baselines(setup, report, out)
+    title = f"{setup.space.name} {'zero-cost' if is_training_free(setup.evaluator) else 'supernet'} vs {benchmark.name} {ranking.truth_metric}"
+    write_ranking(report, out, title=title)
     return report, out
+
+
+def supernet_scorer(setup: SearchSetup, run_dir: Path, archs: list, protocol: dict[str, Any], out: Path,
+                    ranking: RankingConfig) -> tuple[Any, ScoreStore]:
+    """The trained supernet's evaluator, with a score store that keeps its scores as they come."""
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=setup.device)
+    supernet = restore_supernet(build_supernet(setup), setup.sampler, state,
+                                json.dumps(setup.space.describe(), sort_keys=True), source=str(run_dir))
+    evaluator = make_evaluator(setup, supernet, ranking.held_out)
+    protocol.update({
+        "supernet_epochs": int(state["epoch"]),
+        "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} "
+                 f"{'nodes' if setup.data.is_graph else 'images'}) with inherited weights",
+        "bn": ("recalibrated per arch on the full graph (one forward in training mode)" if setup.data.is_graph else
+               f"recalibrated per arch on {sum(len(b) for b in evaluator.bn_batches)} training images (the same for every arch)")
+        if evaluator.bn_batches else "running statistics from training (no recalibration)",
+        "evaluator": asdict(setup.evaluator),
+    })
+    store = ScoreStore(out / SCORES_NAME, score_fingerprint(protocol, state, setup.space, archs))
+    return evaluator, store
+
+
+def training_free_scorer(setup: SearchSetup, archs: list, protocol: dict[str, Any], out: Path,
+                         ranking: RankingConfig) -> tuple[Any, None]:
+    """The zero-cost evaluator; its proxy values are kept in ``proxy_values.jsonl`` (unless the config names
+    another file), so a stopped ranking reruns from where it was. A combination is ranked among the ranked archs
+    themselves (AZ-NAS's protocol)."""
+    if ranking.stop_after_s > 0:
+        raise ConfigError("ranking.stop_after_s slices supernet scoring; a training-free ranking keeps every proxy "
+                          "value in proxy_values.jsonl as it comes: stop it at any time and rerun the same command")
+    if setup.evaluator.cache_file is None:
+        setup.evaluator.cache_file = str(out / "proxy_values.jsonl")
+    evaluator = make_zero_cost_evaluator(setup)
+    if evaluator.combined:
+        evaluator.set_reference(archs)
+    protocol.update({
+        "score": "zero-cost proxy " + " + ".join(evaluator.components)
+                 + (f" ({setup.evaluator.combine} combination among the ranked archs)" if evaluator.combined else "")
+                 + " of the untrained network",
+        "evaluator": evaluator.describe(),
+    })
+    return evaluator, None
+
+
+def rank_baselines(setup: SearchSetup, report: RankingReport, out: Path) -> dict[str, dict[str, float]]:
+    """The trivial rankings of the same archs, with the same metrics: #params, FLOPs (multiply-accumulates of
+    one forward pass), and a random ranking's expected values."""
+    space = setup.space
+    counter = ZeroCostEvaluator(
+        space, lambda arch: attach_data(space.build_subnet(arch).to(setup.device), setup),
+        ZeroCostConfig(proxy=["params", "flops"], cache_file=str(out / "baseline_values.jsonl")), device=setup.device)
+    values = [counter.component_values(space.parse(native)) for native in report.archs]
+    baselines = {name: ranking_metrics([v[name] for v in values], report.truth) for name in ("params", "flops")}
+    baselines["random (expected)"] = random_ranking_expectation(report.truth)
+    return baselines
 
 
 #: the scores of a ranking as they come (one JSON line per arch), in the ranking's output folder

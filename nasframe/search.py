@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,12 @@ from nasframe.core.modules import Supernet
 from nasframe.data.base import DatasetSplits, InMemoryLoader, build_dataset
 from nasframe.errors import ConfigError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, accuracy
+from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
+from nasframe.search_baselines import SearchBaselines, baseline_section, measure_baselines
 from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector, check_sampler
 from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
 from nasframe.training.checkpoint import resolve_checkpoint
@@ -47,11 +49,14 @@ class SearchOutcome:
     run_dir: Path
     arch: Arch
     native: str
-    valid_accuracy: float  # inherited supernet weights, after BN recalibration
-    test_accuracy: float  # the exported subnet on the test split
+    valid_accuracy: float | None  # inherited supernet weights, after BN recalibration (None: nothing trained)
+    test_accuracy: float | None  # the exported subnet on the test split (None: nothing trained)
     params: int
     export_max_abs_diff: float
     files: dict[str, Path]
+    score: float | None = None  # the selector's score of the arch (a training-free search's proxy score)
+    trained: bool = True  # False for a training-free search: the arch has no trained weights
+    baselines: list[Any] = field(default_factory=list)  # nasframe.search_baselines.BaselineRow: pick, largest, random
 
 
 def build_space(node: Any, data: DataSpec) -> SearchSpace:
@@ -80,7 +85,7 @@ class SearchSetup:
     sampler: PathSampler
     selector: Selector
     trainer: TrainerConfig
-    evaluator: EvaluatorConfig
+    evaluator: EvaluatorConfig | ZeroCostConfig
     constraints: list[Constraint]
     fixed_arch: Arch | None
     resume_from: Path | None
@@ -98,13 +103,15 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     trainer_cfg = settings_from(TrainerConfig, cfg.trainer, "trainer")
     trainer_cfg.check()
     distributed.check_batch(trainer_cfg.batch_size)
-    evaluator_cfg = settings_from(EvaluatorConfig, cfg.evaluator, "evaluator")
-    evaluator_cfg.check()
+    evaluator_cfg = evaluator_settings(cfg.evaluator)
     data = build_dataset(cfg.dataset)
     space = build_space(cfg.space, data.spec)
     check_data_fits_space(data, space, evaluator_cfg)
     sampler = build_sampler(cfg.sampler, space, seed=cfg.seed)
     selector = build_selector(cfg.selector)
+    if is_training_free(evaluator_cfg) and selector.needs_supernet:
+        raise ConfigError(f"selector={selector.name} reads the trained supernet; evaluator=zero_cost trains none: use "
+                          "selector=evolutionary or selector=random")
     check_sampler(selector, sampler)
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
     resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
@@ -114,7 +121,29 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
                        resume_from, distributed)
 
 
-def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: EvaluatorConfig) -> None:
+#: the evaluator config group's options: name -> settings dataclass
+EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig}
+
+
+def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig:
+    """The checked settings of an ``evaluator`` config node (a run config written before the evaluator was a
+    config group has no ``name``: it is the supernet evaluator)."""
+    name = (node.get("name") if node is not None else None) or "supernet"
+    schema = EVALUATORS.get(name)
+    if schema is None:
+        raise ConfigError(f"evaluator={name}: unknown evaluator; known: {', '.join(EVALUATORS)}")
+    settings = settings_from(schema, node, "evaluator")
+    if isinstance(settings, EvaluatorConfig):
+        settings.check()
+    return settings
+
+
+def is_training_free(evaluator: EvaluatorConfig | ZeroCostConfig) -> bool:
+    """True for evaluators that score untrained networks: a search with one trains no supernet."""
+    return isinstance(evaluator, ZeroCostConfig)
+
+
+def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: EvaluatorConfig | ZeroCostConfig) -> None:
     """Graph spaces need a graph data set (node classification), image spaces image data."""
     if space.takes_graphs and not data.is_graph:
         raise ConfigError(f"space '{space.name}' holds graph networks (node classification), but dataset "
@@ -122,7 +151,7 @@ def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: Ev
     if data.is_graph and not space.takes_graphs:
         raise ConfigError(f"dataset '{data.name}' is a graph (node classification), but space '{space.name}' "
                           "holds image networks: use a graph space such as space=gnn_bench")
-    if data.is_graph and evaluator.fast:
+    if data.is_graph and isinstance(evaluator, EvaluatorConfig) and evaluator.fast:
         raise ConfigError("evaluator.fold_bn, precision=bf16 and channels_last are image-network options; "
                           f"leave them at their defaults for the graph data set '{data.name}'")
 
@@ -187,13 +216,30 @@ def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_
     return trainer
 
 
-def make_evaluator(setup: SearchSetup, supernet: Supernet, held_out: str = "valid") -> SupernetEvaluator:
-    """The supernet evaluator on the ``held_out`` split (valid or test), BN recalibrated on training images."""
+def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
+                   held_out: str = "valid") -> SupernetEvaluator | ZeroCostEvaluator:
+    """The run's evaluator: the supernet evaluator on the ``held_out`` split (valid or test), BN recalibrated on
+    training images; or, with ``evaluator=zero_cost``, the training-free evaluator (no supernet, no held-out data)."""
+    if is_training_free(setup.evaluator):
+        return make_zero_cost_evaluator(setup)
+    if supernet is None:
+        raise ConfigError("the supernet evaluator needs a trained supernet")
     if held_out not in ("valid", "test"):
         raise ConfigError(f"held-out split must be valid or test, got {held_out!r}")
     data = setup.data
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
                              space=setup.space)
+
+
+def make_zero_cost_evaluator(setup: SearchSetup) -> ZeroCostEvaluator:
+    """Training-free scoring of the run's space: each arch's standalone network on the device, a graph data set's
+    graph bound to it, real input batches from the training split."""
+
+    def build_network(arch: Arch) -> nn.Module:
+        return attach_data(setup.space.build_subnet(arch).to(setup.device), setup)
+
+    return ZeroCostEvaluator(setup.space, build_network, setup.evaluator, train=setup.data.train,
+                             prepare=setup.data.prepare, device=setup.device)
 
 
 def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Any:
@@ -227,6 +273,10 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
     started = time.perf_counter()
     setup = setup_search(cfg)
     cfg, space, data, ranks = setup.cfg, setup.space, setup.data, setup.distributed
+    if is_training_free(setup.evaluator):
+        from nasframe.training_free import run_training_free_search
+
+        return run_training_free_search(setup, Path(run_dir), started)
     if ranks.enabled:
         return _run_data_parallel(setup, Path(run_dir), started)
     run_dir = Path(run_dir)
@@ -329,6 +379,14 @@ def _select_and_export(
     writer.add_text("select/arch", space.format(result.arch))
     writer.add_scalar("final/test_accuracy", test_acc)
     writer.close()
+    baselines, baselines_started = None, time.perf_counter()
+    if cfg.baselines.enabled:
+        def test_accuracy(arch: Arch) -> float:
+            evaluator.prepare(arch)
+            path = attach_data(extract(space, supernet, arch).eval(), setup)
+            return accuracy(path, data.prepared(data.test, setup.device), setup.evaluator.batch_size)
+
+        baselines = measure_baselines(setup, result, evaluator, trained=True, test_accuracy=test_accuracy)
 
     files = {
         "config": run_dir / "config.yaml",
@@ -342,16 +400,19 @@ def _select_and_export(
     }
     if paths.program is not None:
         files["program"] = paths.program
-    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), result.score, test_acc, params, max_diff, files)
-    timings = {"train": train_seconds, "select": select_seconds, "total": time.perf_counter() - started}
+    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), result.score, test_acc, params, max_diff, files,
+                            score=result.score, baselines=baselines.rows if baselines else [])
+    timings = {"train": train_seconds, "select": select_seconds, "baselines": time.perf_counter() - baselines_started,
+               "total": time.perf_counter() - started}
     (run_dir / "report.md").write_text(
-        render_report(cfg, space, data.summary(), history, result, outcome, timings, setup.constraints)
+        render_report(cfg, space, data.summary(), history, result, outcome, timings, setup.constraints, baselines)
     )
     summary = {
         "space": cfg.space.name, "dataset": cfg.dataset.name, "sampler": cfg.sampler.name, "selector": cfg.selector.name,
         "seed": cfg.seed, "arch": outcome.native, "valid_accuracy": outcome.valid_accuracy,
         "test_accuracy": outcome.test_accuracy, "params": outcome.params, "archs_evaluated": len(result.history),
         "seconds": timings,
+        **({"baselines": baselines.to_dict()} if baselines else {}),
     }
     latency = latency_source(setup.constraints)
     if latency is not None:
@@ -388,6 +449,7 @@ def render_report(
     outcome: SearchOutcome,
     timings: dict[str, float],
     constraints: Sequence[Constraint] = (),
+    baselines: SearchBaselines | None = None,
 ) -> str:
     last = history[-1] if history else None
     latency = latency_source(constraints)
@@ -416,8 +478,10 @@ def render_report(
         f"| test accuracy, exported subnet (inherited weights, no retraining) | {outcome.test_accuracy:.2f}% |",
         f"| parameters | {outcome.params:,} |",
         f"| max abs difference, exported subnet vs supernet path | {outcome.export_max_abs_diff:.3g} |",
-        f"| time: training / selection / total | {timings['train']:.1f} s / {timings['select']:.1f} s / {timings['total']:.1f} s |",
+        f"| time: training / selection / baselines / total | {timings['train']:.1f} s / {timings['select']:.1f} s / "
+        f"{timings.get('baselines', 0.0):.1f} s / {timings['total']:.1f} s |",
         "",
+        *(baseline_section(baselines, constraints) if baselines else []),
         *_pareto_section(result),
         "## Files",
         "",

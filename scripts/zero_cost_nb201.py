@@ -41,6 +41,9 @@ TRUTHS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")
 #: and AZ-NAS's official notebook), for the rows that have one
 PUBLISHED_TAU = {"params": 0.578, "flops": 0.623, "synflow": 0.561, "jacov": 0.616, "naswot": 0.571, "zico": 0.607,
                  "az_nas": 0.741}
+#: variants of a proxy with other settings than its paper's: name -> (proxy, settings overrides). Synflow with the
+#: BatchNorm statistics of one batch of 16 real training images (then eval mode) instead of the initial ones
+VARIANTS = {"synflow_bn_calibrated": ("synflow", {"bn": "calibrated", "input": "real", "batch_size": 16})}
 #: combinations reported besides single components: name -> components (log-rank sum, AZ-NAS)
 COMBINATIONS = {"az_nas": ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity")}
 
@@ -48,6 +51,7 @@ COMBINATIONS = {"az_nas": ("az_expressivity", "az_progressivity", "az_trainabili
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--proxies", nargs="*", default=None, help="default: every registered image proxy")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--stop-after-s", type=float, default=0.0, help="stop scoring after this many seconds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/zero_cost_nb201"))
@@ -63,9 +67,10 @@ def main() -> None:
     classes = list(dict.fromkeys(space.canonical(a) for a in cells))
     order = [classes[i] for i in np.random.default_rng(0).permutation(len(classes))]
     data = build_dataset({"name": "cifar10", "augment": False})
+    jobs = {**{name: (name, {}) for name in proxies}, **{name: VARIANTS[name] for name in args.variants}}
     evaluators = {name: ZeroCostEvaluator(space, space.build_subnet, ZeroCostConfig(
-        proxy=name, cache_file=str(args.out / f"values_{name}.jsonl")), train=data.train, prepare=data.prepare)
-        for name in proxies}
+        proxy=proxy, cache_file=str(args.out / f"values_{name}.jsonl"), **overrides),
+        train=data.train, prepare=data.prepare) for name, (proxy, overrides) in jobs.items()}
 
     started = time.perf_counter()
     if not args.report_only:
@@ -80,6 +85,22 @@ def main() -> None:
     write_report(args.out, space, cells, evaluators, benchmark, data.name, args.threads)
 
 
+def load_values(folder: Path, space) -> dict[str, dict]:
+    """Component (or variant) -> {canonical class: value} from the values files kept in ``folder``."""
+    values: dict[str, dict] = {}
+    for path in sorted(folder.glob("values_*.jsonl")):
+        label = path.stem.removeprefix("values_")
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            cls = space.canonical(space.parse(row["arch"]))
+            for component, value in row["values"].items():
+                values.setdefault(label if label in VARIANTS else component, {})[cls] = float(value)
+    return values
+
+
 def write_report(out: Path, space, cells, evaluators, benchmark, data_name: str, threads: int) -> None:
     canonical = [space.canonical(a) for a in cells]
     natives = [space.format(a) for a in cells]
@@ -87,11 +108,14 @@ def write_report(out: Path, space, cells, evaluators, benchmark, data_name: str,
     values: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     settings: dict[str, dict] = {}
+    owners: dict[str, str] = {}
     for name, evaluator in evaluators.items():
         for component in evaluator.components:
-            values[component] = {c: v[component] for c, v in evaluator.values.items()}
+            label = name if name in VARIANTS else component
+            values[label] = {c: v[component] for c, v in evaluator.values.items()}
+            owners[label] = name
         seconds[name] = float(np.mean(list(evaluator.seconds.values()))) if evaluator.seconds else float("nan")
-        settings[name] = evaluator.describe()["proxies"][name]["settings"]
+        settings[name] = {p: d["settings"] for p, d in evaluator.describe()["proxies"].items()}
     rows = []
 
     def add_row(method: str, proxy: str, per_class: dict) -> None:
@@ -110,9 +134,8 @@ def write_report(out: Path, space, cells, evaluators, benchmark, data_name: str,
                 row.update({k: metrics[k] for k in ("kendall_tau", "spearman")})
         rows.append(row)
 
-    for component, per_class in values.items():
-        owner = next(n for n, e in evaluators.items() if component in e.components)
-        add_row(component, owner, per_class)
+    for label, per_class in values.items():
+        add_row(label, owners[label], per_class)
     for combination, components in COMBINATIONS.items():
         if all(c in values for c in components):
             shared = set.intersection(*(set(values[c]) for c in components))

@@ -179,7 +179,7 @@ def test_search_on_cora_then_rank_against_nasbench_graph(cora_root, tmp_path):
     rank_cfg.run, rank_cfg.out, rank_cfg.threads = str(tmp_path / "run"), str(tmp_path / "rank"), 1
     rank_cfg.benchmark = {"name": "nasbench_graph", "dataset": "cora"}
     rank_cfg.ranking.update(num_archs=12, truth_metric="cora_test", also_against=["cora_valid"], canonical=True)
-    rank_cfg.evaluator.bn_recalibration_batches = 1
+    rank_cfg.evaluator = {"name": "supernet", "bn_recalibration_batches": 1}
     report, out = run_rank(rank_cfg)
     assert len(report.archs) == 12 and len(set(report.archs)) == 12
     canonical = {space.format(space.canonical(space.parse(a))) for a in report.archs}

@@ -4,7 +4,6 @@ without training, both beside their baselines)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np

@@ -8,6 +8,11 @@ queries"). Curves are averaged over seeds, with their standard deviation.
 With the NAS-Bench-201 table (test accuracies only) search and report metric are both the test accuracy:
 an oracle comparison of search strategies. With the API source, search on ``cifar10_valid`` and report
 ``cifar10_test`` as the NAS-Bench-201 paper does.
+
+Baselines. Beside the selectors' curves the report shows the largest arch of the space (most parameters,
+:func:`~nasframe.selection.baselines.find_largest`; no query needed, so a horizontal line) with its
+``report_metric`` from the benchmark, and names the random-search selectors (the default ``random``) as the
+query baseline: a selector whose curve does not rise above both has not earned its queries.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import numpy as np
 
 from nasframe.benchmarks.base import TabularBenchmark
 from nasframe.core.space import SearchSpace
-from nasframe.errors import ConfigError
+from nasframe.errors import ConfigError, InvalidArchError
 from nasframe.selection.base import Evaluation, Selector
+from nasframe.selection.baselines import find_largest
+from nasframe.selection.random_search import RandomSearch
 
 
 def incumbent_curve(history: list[Evaluation], report: Any, length: int) -> list[float]:
@@ -36,6 +43,23 @@ def incumbent_curve(history: list[Evaluation], report: Any, length: int) -> list
     return curve + [curve[-1]] * (length - len(curve)) if curve else [np.nan] * length
 
 
+def largest_arch_baseline(space: SearchSpace, benchmark: TabularBenchmark, search_metric: str,
+                          report_metric: str) -> dict[str, Any]:
+    """The largest arch of the space (most parameters) and its benchmark values: the no-search baseline.
+
+    Its metrics are None, with a note, when the benchmark holds no entry for it."""
+    largest = find_largest(space)
+    native = space.format(largest.arch)
+    record: dict[str, Any] = {"arch": native, "params": largest.params, "found_by": largest.method,
+                              "exact": largest.exact, "search_metric": None, "report_metric": None}
+    try:
+        record["search_metric"] = benchmark.metric(native, search_metric)
+        record["report_metric"] = benchmark.metric(native, report_metric)
+    except InvalidArchError as error:
+        record["note"] = str(error)
+    return record
+
+
 def tabular_search(
     space: SearchSpace,
     benchmark: TabularBenchmark,
@@ -46,6 +70,8 @@ def tabular_search(
     max_queries: int,
     seeds: int,
 ) -> dict[str, Any]:
+    """Run every selector once per seed against the benchmark; the curves, the optimum and the baselines
+    (the largest arch's values, the labels of the random-search selectors) as a JSON-ready dict."""
     benchmark.check_metric(search_metric)
     benchmark.check_metric(report_metric)
 
@@ -65,6 +91,10 @@ def tabular_search(
             "space": space.name,
         },
         "optimum": max(benchmark.metric(n, report_metric) for n in benchmark.archs()),
+        "baselines": {
+            "largest_arch": largest_arch_baseline(space, benchmark, search_metric, report_metric),
+            "random_search": [label for label, s in selectors.items() if isinstance(s, RandomSearch)],
+        },
         "selectors": {},
     }
     for label, selector in selectors.items():
@@ -82,6 +112,18 @@ def tabular_search(
     return out
 
 
+def _baseline_label(result: dict[str, Any], label: str) -> str:
+    """A selector's label, marked as the baseline where it is random search."""
+    random_labels = result.get("baselines", {}).get("random_search", [])
+    return f"{label} (baseline: random search)" if label in random_labels else label
+
+
+def _largest(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The largest-arch baseline of a result, if it has a benchmark value."""
+    largest = result.get("baselines", {}).get("largest_arch")
+    return largest if largest and largest.get("report_metric") is not None else None
+
+
 def render_markdown(result: dict[str, Any], checkpoints: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 500, 1000)) -> str:
     p = result["protocol"]
     marks = [q for q in checkpoints if q <= p["max_queries"]]
@@ -96,7 +138,24 @@ def render_markdown(result: dict[str, Any], checkpoints: tuple[int, ...] = (10, 
     ]
     for label, r in result["selectors"].items():
         cells = [f"{r['mean'][q - 1]:.2f} ± {r['std'][q - 1]:.2f}" for q in marks]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_baseline_label(result, label)} | " + " | ".join(cells) + " |")
+    largest = result.get("baselines", {}).get("largest_arch")
+    if largest is not None:
+        value = largest["report_metric"]
+        cells = [f"{value:.2f}" if value is not None else "-" for _ in marks]
+        lines.append("| largest arch (baseline, no queries) | " + " | ".join(cells) + " |")
+        native = largest["arch"]  # in a code span outside a table: no escaping
+        lines += [
+            "",
+            f"Baselines: the largest arch of the space, `{native}` ({largest['params']:,} parameters, found by "
+            f"{largest['found_by']}), scores {value:.2f} on `{p['report_metric']}` without a query"
+            if value is not None else
+            f"Baselines: the largest arch of the space, `{native}` ({largest['params']:,} parameters), is not in "
+            f"the benchmark ({largest.get('note', 'no entry')})",
+        ]
+        randoms = result["baselines"].get("random_search", [])
+        lines[-1] += (f"; random search ({', '.join(randoms)}) is the query baseline." if randoms else
+                      "; no random-search selector ran, so the query baseline is missing.")
     lines.append("")
     return "\n".join(lines)
 
@@ -112,14 +171,20 @@ def plot_curves(result: dict[str, Any], path: str) -> str:
     queries = np.arange(1, p["max_queries"] + 1)
     for label, r in result["selectors"].items():
         mean, std = np.asarray(r["mean"]), np.asarray(r["std"])
-        ax.plot(queries, mean, label=label)
+        ax.plot(queries, mean, label=_baseline_label(result, label))
         ax.fill_between(queries, mean - std, mean + std, alpha=0.2)
     ax.axhline(result["optimum"], color="grey", linestyle="--", linewidth=1, label=f"optimum {result['optimum']:.2f}")
+    largest = _largest(result)
+    if largest is not None:
+        ax.axhline(largest["report_metric"], color="black", linestyle=":", linewidth=1,
+                   label=f"largest arch (baseline) {largest['report_metric']:.2f}")
     ax.set_xscale("log")
     ax.set_xlabel("queries (distinct archs evaluated)")
     ax.set_ylabel(f"{p['report_metric']} of the incumbent")
     ax.set_title(f"{p['benchmark']}: mean ± std over {len(p['seeds'])} seeds", fontsize=9)
     lo = min(np.asarray(r["mean"])[min(9, len(r["mean"]) - 1)] for r in result["selectors"].values())
+    if largest is not None:
+        lo = min(lo, largest["report_metric"])
     ax.set_ylim(lo - 2, result["optimum"] + 0.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -105,6 +105,9 @@ class Selector(Configurable, ABC):
     name = "selector"
     #: set by selectors that read a differentiable sampler's architecture weights (magnitude)
     needs_architecture_weights = False
+    #: set by selectors that read or fine-tune the trained supernet itself (magnitude, perturbation), which a
+    #: training-free search (``evaluator=zero_cost``) does not have
+    needs_supernet = False
 
     def __init__(self, **settings: Any) -> None:
         self._init_config(settings, where="selector")

@@ -38,6 +38,10 @@ class ParamBudget:
             self._cache[arch] = self.space.count_params(arch)
         return self._cache[arch]
 
+    def known(self, arch: Mapping[str, str]) -> Optional[int]:
+        """The parameter count of ``arch`` if this budget has counted it already, else None (no counting)."""
+        return self._cache.get(Arch(arch) if not isinstance(arch, Arch) else arch)
+
     def __call__(self, arch: Arch) -> bool:
         return self.params(arch) <= self.max_params
 

@@ -55,6 +55,7 @@ class MagnitudeSelector(Selector):
     """Argmax of the architecture parameters (DARTS); needs a differentiable sampler (``sampler=darts``)."""
 
     name = "magnitude"
+    needs_supernet = True
     Config = MagnitudeConfig
     needs_architecture_weights = True
 

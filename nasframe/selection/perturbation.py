@@ -54,6 +54,7 @@ class PerturbationSelector(Selector):
     """DARTS-PT: keep the option whose removal hurts the supernet most, one choice at a time."""
 
     name = "perturbation"
+    needs_supernet = True
     Config = PerturbationConfig
 
     def __init__(self, **settings: Any) -> None:

@@ -131,9 +131,8 @@ class ZeroCostEvaluator:
                                        ("batch_size", cfg.batch_size)) if v is not None}
         if proxy.structural:
             return paper
-        if paper.input == "none":  # the proxy makes its own input (synflow's ones): only init and bn apply
-            overrides.pop("input", None)
-            overrides.pop("batch_size", None)
+        # for a proxy that makes its own input (synflow's ones), input and batch_size give the batch that a
+        # bn=calibrated preparation sets the BatchNorm statistics from
         return replace(paper, **overrides)
 
     def describe(self) -> dict[str, Any]:

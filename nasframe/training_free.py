@@ -1,0 +1,116 @@
+"""A search without training: select an arch with a training-free evaluator (``evaluator=zero_cost``).
+
+No supernet is built or trained. The selector (evolutionary or random) scores archs with zero-cost proxies of
+their untrained networks; the run writes the selection, the arch (``export/arch.json``: no weights, since
+none were trained -- train the arch from scratch before use), a report and ``outcome.json``. With
+``benchmark=...`` the report gives the true accuracy of the pick and of its baselines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from nasframe.export.save import arch_record
+from nasframe.search import SearchOutcome, SearchSetup, make_zero_cost_evaluator
+from nasframe.selection.base import Evaluation, SelectionResult
+from nasframe.search_baselines import baseline_section, measure_baselines
+
+log = logging.getLogger("nasframe.search")
+
+
+def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) -> SearchOutcome:
+    cfg, space, data = setup.cfg, setup.space, setup.data
+    if setup.distributed.enabled:
+        log.warning("evaluator=zero_cost trains nothing: the search runs in this process alone")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("data    %s", data.summary())
+    log.info("space   %s (%s archs), training-free evaluator %s, selector %s", space.name, f"{space.size:,}",
+             cfg.evaluator.proxy, cfg.selector.name)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    evaluator = make_zero_cost_evaluator(setup)
+    select_started = time.perf_counter()
+    if setup.fixed_arch is not None:
+        score = evaluator(setup.fixed_arch)
+        result = SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
+    else:
+        result = setup.selector.select(space, evaluator, constraints=setup.constraints, seed=cfg.seed)
+    select_seconds = time.perf_counter() - select_started
+    result.details["evaluator"] = evaluator.describe()
+    for record, best in zip(result.history, result.best_so_far()):
+        writer.add_scalar("select/score", record.score, record.query)
+        writer.add_scalar("select/best_score", best, record.query)
+    (run_dir / "selection.json").write_text(result.to_json(space) + "\n")
+    native = space.format(result.arch)
+    log.info("selected %s  (proxy score %.4g, %d archs scored in %.1fs)", native, result.score, len(result.history),
+             select_seconds)
+
+    baselines = measure_baselines(setup, result, evaluator, trained=False) if cfg.baselines.enabled else None
+    params = space.count_params(result.arch)
+    export_dir = run_dir / "export"
+    export_dir.mkdir(parents=True, exist_ok=True)
+    arch_json = export_dir / "arch.json"
+    arch_json.write_text(json.dumps(arch_record(space, result.arch, score=result.score, params=params, trained=False,
+                                                evaluator=evaluator.describe()), indent=2) + "\n")
+    writer.add_text("select/arch", native)
+    writer.close()
+    files = {"config": run_dir / "config.yaml", "tensorboard": run_dir / "tensorboard",
+             "selection": run_dir / "selection.json", "arch": arch_json, "report": run_dir / "report.md",
+             "outcome": run_dir / "outcome.json"}
+    outcome = SearchOutcome(run_dir, result.arch, native, None, None, params, 0.0, files, score=result.score,
+                            trained=False, baselines=baselines.rows if baselines else [])
+    timings = {"train": 0.0, "select": select_seconds, "total": time.perf_counter() - started}
+    lines = [
+        "# nasframe search report (training-free)",
+        "",
+        f"- data: {data.summary()} (proxies read {_inputs(evaluator)})",
+        f"- space: `{json.dumps(space.describe()['config'])}` ({cfg.space.name}, {space.size:,} archs)",
+        f"- evaluator: zero-cost proxies {', '.join(evaluator.components)}"
+        + (f", combined by {cfg.evaluator.combine} over {cfg.evaluator.reference_archs} reference archs"
+           if evaluator.combined else "") + f"; seed {cfg.evaluator.seed}; torch {torch.__version__}",
+        f"- selector: {cfg.selector.name}; seed {cfg.seed}; {len(result.history)} archs scored",
+        *([f"- constraints: {'; '.join(c.describe() for c in setup.constraints)}"] if setup.constraints else []),
+        "- no network was trained: train the selected arch from scratch before using it",
+        "",
+        "## Selected architecture",
+        "",
+        f"    {native}",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| proxy score | {result.score:.6g} |",
+        f"| parameters | {params:,} |",
+        f"| time: selection / total | {select_seconds:.1f} s / {timings['total']:.1f} s |",
+        "",
+        *(baseline_section(baselines, setup.constraints) if baselines else []),
+        "## Proxy settings",
+        "",
+        "```json",
+        json.dumps(evaluator.describe()["proxies"], indent=1),
+        "```",
+        "",
+    ]
+    (run_dir / "report.md").write_text("\n".join(lines))
+    summary = {"space": cfg.space.name, "dataset": cfg.dataset.name, "evaluator": "zero_cost",
+               "proxy": evaluator.components, "selector": cfg.selector.name, "seed": cfg.seed, "arch": native,
+               "score": result.score, "params": params, "archs_evaluated": len(result.history), "seconds": timings,
+               **({"baselines": baselines.to_dict()} if baselines else {})}
+    (run_dir / "outcome.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return outcome
+
+
+def _inputs(evaluator) -> str:
+    """What data each proxy reads, e.g. ``synflow: no data; snip: 64 real training examples``."""
+    described = []
+    for name, s in evaluator.settings.items():
+        what = "no data" if s.input == "none" else f"{s.batches} x {s.batch_size} {s.input} examples"
+        described.append(f"{name}: {what}")
+    return "; ".join(described)

@@ -1,0 +1,97 @@
+"""The trivial baselines of the committed supernet rankings: #params, FLOPs and a random ranking, on the same archs.
+
+    python scripts/ranking_baselines.py
+
+Reads every committed ranking that lists its archs and their true accuracies (``results/nb201_ranking_*.json``,
+``results/gnn_bench_cora_cpu/run_*.json``) and the sampler comparisons (whose arch sample is the documented one:
+``sample_archs(space, num_archs, sample_seed)`` of the run's space), scores the same archs by parameter count
+and, for image spaces, by multiply-accumulates of one forward pass (the network on the meta device: no data),
+and writes the metrics of both beside a random ranking's expected values into ``results/ranking_baselines.{md,json}``.
+Graph FLOPs depend on the graph and are left out here (``nasframe rank`` reports them with the data set bound).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from nasframe.benchmarks.nb201 import NB201Benchmark
+from nasframe.core.registry import SPACES
+from nasframe.core.space import DataSpec
+from nasframe.evaluation.ranking import random_ranking_expectation, ranking_metrics, sample_archs
+from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
+
+RESULTS = Path("results")
+
+
+def build_space(description: dict):
+    data = description["data"]
+    spec = DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"])
+    return SPACES.get(description["name"])(spec, **description["config"])
+
+
+_COUNTERS: dict[str, ZeroCostEvaluator] = {}
+
+
+def baselines(space, natives: list[str], truth: list[float]) -> dict[str, dict]:
+    proxies = ["params"] if space.takes_graphs else ["params", "flops"]
+    key = json.dumps(space.describe(), sort_keys=True)  # rankings of one space share their counts
+    if key not in _COUNTERS:
+        _COUNTERS[key] = ZeroCostEvaluator(space, space.build_subnet, ZeroCostConfig(proxy=proxies))
+    counter = _COUNTERS[key]
+    values = [counter.component_values(space.parse(n)) for n in natives]
+    out = {p: ranking_metrics([v[p] for v in values], truth) for p in proxies}
+    out["random (expected)"] = random_ranking_expectation(truth)
+    return out
+
+
+def main() -> None:
+    entries = []
+    for path in sorted(RESULTS.glob("nb201_ranking_*.json")) + sorted((RESULTS / "gnn_bench_cora_cpu").glob("run_*.json")):
+        ranking = json.loads(path.read_text())["ranking"]
+        space = build_space(ranking["protocol"]["space"])
+        natives = [a["arch"] for a in ranking["archs"]]
+        truth = [a["truth"] for a in ranking["archs"]]
+        entries.append({"source": str(path), "space": ranking["protocol"]["space"], "num_archs": len(natives),
+                        "supernet": ranking["metrics"], "baselines": baselines(space, natives, truth)})
+    benchmark = NB201Benchmark()
+    for path in sorted(RESULTS.glob("sampler_comparison_*.json")):
+        report = json.loads(path.read_text())
+        cfg = report["meta"]["config"]
+        space = SPACES.get("nb201")(DataSpec(3, (32, 32), 10), channels=cfg["space"]["channels"],
+                                    cells_per_stage=cfg["space"]["cells_per_stage"])
+        row = report["rows"][0]
+        command = report["meta"]["command"].split()
+        num = row.get("num_archs") or (int(command[command.index("--num-archs") + 1]) if "--num-archs" in command
+                                       else 100)  # compare_samplers.py's default
+        archs = sample_archs(space, num, row.get("sample_seed", 0))
+        natives = [space.format(a) for a in archs]
+        truth = [benchmark.metric(n, "cifar10_test") for n in natives]
+        entries.append({"source": str(path), "space": space.describe(), "num_archs": len(natives),
+                        "supernet": {f"{r['method']} seed {r['seed']}": r["kendall_tau"] for r in report["rows"]},
+                        "baselines": baselines(space, natives, truth)})
+    out = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"), "entries": entries}
+    (RESULTS / "ranking_baselines.json").write_text(json.dumps(out, indent=1) + "\n")
+    lines = ["# Committed supernet rankings beside their trivial baselines (same archs)", "",
+             f"`{out['command']}`, {out['date']}", "",
+             "| ranking | archs | supernet Kendall tau | #params tau | FLOPs tau | #params P@10% | random P@10% | "
+             "#params: true acc. of best-scored | random: expected |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for e in entries:
+        b = e["baselines"]
+        supernet = e["supernet"]
+        taus = (f"{supernet['kendall_tau']:.3f}" if "kendall_tau" in supernet
+                else "; ".join(f"{k} {v:.2f}" for k, v in supernet.items()))
+        flops = f"{b['flops']['kendall_tau']:.3f}" if "flops" in b else "-"
+        lines.append(f"| `{e['source']}` | {e['num_archs']} | {taus} | {b['params']['kendall_tau']:.3f} | {flops} | "
+                     f"{b['params']['precision_at_top_10pct']:.2f} | {b['random (expected)']['precision_at_top_10pct']:.2f} | "
+                     f"{b['params']['true_accuracy_of_best_scored']:.2f} | "
+                     f"{b['random (expected)']['true_accuracy_of_best_scored']:.2f} |")
+    (RESULTS / "ranking_baselines.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Training-free search and ranking from the CLI, each beside its trivial baselines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_cli import nasframe, synthetic_nb201_table
+
+TINY_SPACE = ["space.channels=4", "space.cells_per_stage=1"]
+
+
+def test_rank_without_a_run_scores_untrained_networks_beside_params_flops_and_random(tmp_path):
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    out = tmp_path / "ranked"
+    ranked = nasframe("rank", "evaluator=zero_cost", "evaluator.proxy=[synflow,params]", "space=nb201", "dataset=digits",
+                      *TINY_SPACE, f"benchmark.path={table}", "ranking.num_archs=10", f"out={out}",
+                      f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+    report = json.loads((out / "ranking.json").read_text())
+    assert report["protocol"]["run"] is None and "synflow + params" in report["protocol"]["score"]
+    assert report["protocol"]["evaluator"]["proxies"]["synflow"]["settings"]["bn"] == "eval"  # the paper's setting
+    assert set(report["baselines"]) == {"params", "flops", "random (expected)"}
+    assert report["baselines"]["random (expected)"]["precision_at_top_10pct"] == pytest.approx(0.1)
+    assert len(report["archs"]) == 10 and "flops" in ranked.stdout
+    kept = (out / "proxy_values.jsonl").read_text().splitlines()
+    assert 1 <= len(kept) <= 10  # isomorphic cells scored once, kept for a rerun
+
+
+def test_rank_needs_a_run_or_a_training_free_evaluator(tmp_path):
+    missing = nasframe("rank", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert missing.returncode != 0 and "needs run=" in missing.stderr and "Traceback" not in missing.stderr
+    both = nasframe("rank", "run=somewhere", "evaluator=zero_cost", "space=nb201", "dataset=digits",
+                    f"hydra.run.dir={tmp_path / 'r2'}", cwd=tmp_path)
+    assert both.returncode != 0 and "not both" in both.stderr
+
+
+def test_training_free_search_trains_nothing_and_reports_its_baselines(tmp_path):
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    run_dir = tmp_path / "run"
+    proc = nasframe("search", "evaluator=zero_cost", "evaluator.proxy=synflow", "selector=random",
+                    "selector.num_samples=6", *TINY_SPACE, "benchmark=nb201", f"benchmark.path={table}",
+                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "export/subnet_state_dict.pt").exists()
+    outcome = json.loads((run_dir / "outcome.json").read_text())
+    rows = outcome["baselines"]["rows"]
+    assert [r["label"].split(",")[0] for r in rows] == ["selected", "largest arch", "random search"]
+    assert rows[1]["native"].count("nor_conv_3x3") == 6 and all(r["true_accuracy"] is not None for r in rows)
+    assert json.loads((run_dir / "export/arch.json").read_text())["trained"] is False
+    report = (run_dir / "report.md").read_text()
+    assert "Beside the trivial baselines" in report and "true accuracy (cifar10_test)" in report
+    refused = nasframe("search", "evaluator=zero_cost", "selector=magnitude", f"hydra.run.dir={tmp_path / 'x'}",
+                       cwd=tmp_path)
+    assert refused.returncode != 0 and "trains none" in refused.stderr and "Traceback" not in refused.stderr
