@@ -65,6 +65,7 @@ class RankingConfig:
     also_against: List[str] = field(default_factory=list)  # further benchmark metrics to compare the scores with
     canonical: bool = False  # rank distinct models: one arch per isomorphism class (space.canonical)
     stop_after_s: float = 0.0  # > 0: stop scoring after this many seconds; scores.jsonl keeps them, rerun continues
+    checkpoints: str = "last"  # last | kept: rank at every checkpoint the run kept (trainer.keep_every), a curve
 
 
 @dataclass

@@ -22,6 +22,7 @@ from nasframe.benchmarks.base import build_benchmark
 from nasframe.config import RankConfig, RankingConfig, SearchConfig
 from nasframe.core.settings import settings_from
 from nasframe.errors import ConfigError, DataError
+from nasframe.evaluation.hybrid import HybridEvaluator
 from nasframe.evaluation.ranking import (RankingReport, plot_ranking, random_ranking_expectation, rank_archs,
                                          ranking_metrics, sample_archs)
 from nasframe.evaluation.score_store import ScoreStore
@@ -91,10 +92,19 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
         "torch": torch.__version__,
     }
     out = Path(cfg.out).expanduser() if cfg.out else (run_dir / "ranking" if run_dir else Path.cwd())
+    if ranking.checkpoints not in ("last", "kept"):
+        raise ConfigError(f"ranking.checkpoints: {ranking.checkpoints!r} is not one of last, kept")
+    if ranking.checkpoints == "kept":
+        if run_dir is None or is_training_free(setup.evaluator):
+            raise ConfigError("ranking.checkpoints=kept ranks a run's supernet at each kept checkpoint: give run= and "
+                              "the supernet evaluator")
+        from nasframe.rank_curve import rank_over_training
+
+        return rank_over_training(setup, run_dir, archs, protocol, out, ranking, benchmark)
     if is_training_free(setup.evaluator):
         score, store = training_free_scorer(setup, archs, protocol, out, ranking)
     else:
-        score, store = supernet_scorer(setup, run_dir, archs, protocol, out, ranking)
+        score, store = supernet_scorer(setup, run_dir / CHECKPOINT_NAME, archs, protocol, out, ranking)
     log.info("scoring %d archs on %s", len(archs) - (len(store) if store else 0), setup.device)
     report = rank_archs(
         setup.space, score, lambda native: benchmark.metric(native, ranking.truth_metric), archs, protocol,
@@ -108,13 +118,16 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     return report, out
 
 
-def supernet_scorer(setup: SearchSetup, run_dir: Path, archs: list, protocol: dict[str, Any], out: Path,
+def supernet_scorer(setup: SearchSetup, checkpoint: Path, archs: list, protocol: dict[str, Any], out: Path,
                     ranking: RankingConfig) -> tuple[Any, ScoreStore]:
-    """The trained supernet's evaluator, with a score store that keeps its scores as they come."""
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=setup.device)
+    """The evaluator of the supernet in ``checkpoint``, with a score store in ``out`` that keeps its scores as they
+    come."""
+    state = load_checkpoint(checkpoint, map_location=setup.device)
     supernet = restore_supernet(build_supernet(setup), setup.sampler, state,
-                                json.dumps(setup.space.describe(), sort_keys=True), source=str(run_dir))
+                                json.dumps(setup.space.describe(), sort_keys=True), source=str(checkpoint))
     evaluator = make_evaluator(setup, supernet, ranking.held_out)
+    if isinstance(evaluator, HybridEvaluator):
+        evaluator.set_reference(archs)  # AZ-NAS's protocol: ranks among the ranked archs
     protocol.update({
         "supernet_epochs": int(state["epoch"]),
         "score": f"top-1 accuracy (%) on the {ranking.held_out} split ({len(evaluator.held_out)} "
@@ -123,6 +136,7 @@ def supernet_scorer(setup: SearchSetup, run_dir: Path, archs: list, protocol: di
                f"recalibrated per arch on {sum(len(b) for b in evaluator.bn_batches)} training images (the same for every arch)")
         if evaluator.bn_batches else "running statistics from training (no recalibration)",
         "evaluator": asdict(setup.evaluator),
+        **({"hybrid": evaluator.describe()} if isinstance(evaluator, HybridEvaluator) else {}),
     })
     store = ScoreStore(out / SCORES_NAME, score_fingerprint(protocol, state, setup.space, archs))
     return evaluator, store

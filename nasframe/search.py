@@ -29,6 +29,7 @@ from nasframe.core.modules import Supernet
 from nasframe.data.base import DatasetSplits, InMemoryLoader, build_dataset
 from nasframe.errors import ConfigError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, accuracy
+from nasframe.evaluation.hybrid import HybridConfig, HybridEvaluator
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
@@ -122,7 +123,7 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
 
 
 #: the evaluator config group's options: name -> settings dataclass
-EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig}
+EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig, "hybrid": HybridConfig}
 
 
 def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig:
@@ -227,6 +228,13 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
     if held_out not in ("valid", "test"):
         raise ConfigError(f"held-out split must be valid or test, got {held_out!r}")
     data = setup.data
+    if isinstance(setup.evaluator, HybridConfig):
+        cfg = setup.evaluator
+        proxies = ZeroCostEvaluator(setup.space, _network_builder(setup),
+                                    ZeroCostConfig(proxy=cfg.proxy, seed=cfg.proxy_seed), train=data.train,
+                                    prepare=data.prepare, device=setup.device)
+        return HybridEvaluator(supernet, getattr(data, held_out), data.train, cfg, prepare=data.prepare,
+                               space=setup.space, proxies=proxies)
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
                              space=setup.space)
 
@@ -235,11 +243,17 @@ def make_zero_cost_evaluator(setup: SearchSetup) -> ZeroCostEvaluator:
     """Training-free scoring of the run's space: each arch's standalone network on the device, a graph data set's
     graph bound to it, real input batches from the training split."""
 
+    return ZeroCostEvaluator(setup.space, _network_builder(setup), setup.evaluator, train=setup.data.train,
+                             prepare=setup.data.prepare, device=setup.device)
+
+
+def _network_builder(setup: SearchSetup) -> Any:
+    """``arch -> `` its standalone network on the device, a graph data set's graph bound to it."""
+
     def build_network(arch: Arch) -> nn.Module:
         return attach_data(setup.space.build_subnet(arch).to(setup.device), setup)
 
-    return ZeroCostEvaluator(setup.space, build_network, setup.evaluator, train=setup.data.train,
-                             prepare=setup.data.prepare, device=setup.device)
+    return build_network
 
 
 def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Any:
@@ -362,7 +376,7 @@ def _select_and_export(
         writer.add_scalar("select/best_score", best, record.query)
     (run_dir / "selection.json").write_text(result.to_json(space) + "\n")
     log.info("selected %s  (valid acc %.2f%% with inherited weights, %d archs evaluated in %.1fs)",
-             space.format(result.arch), result.score, len(result.history), select_seconds)
+             space.format(result.arch), evaluator.accuracy_of(result.arch), len(result.history), select_seconds)
 
     # -- export ------------------------------------------------------------------------------------------
     evaluator.prepare(result.arch)  # BN statistics of the chosen path go into the export
@@ -374,7 +388,7 @@ def _select_and_export(
     params = sum(p.numel() for p in subnet.parameters())
     paths = save_export(
         run_dir / "export", space, result.arch, subnet, torch_export=cfg.export.torch_export,
-        extra={"valid_accuracy": result.score, "test_accuracy": test_acc, "params": params},
+        extra={"valid_accuracy": evaluator.accuracy_of(result.arch), "test_accuracy": test_acc, "params": params},
     )
     writer.add_text("select/arch", space.format(result.arch))
     writer.add_scalar("final/test_accuracy", test_acc)
@@ -400,7 +414,8 @@ def _select_and_export(
     }
     if paths.program is not None:
         files["program"] = paths.program
-    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), result.score, test_acc, params, max_diff, files,
+    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), evaluator.accuracy_of(result.arch), test_acc,
+                            params, max_diff, files,
                             score=result.score, baselines=baselines.rows if baselines else [])
     timings = {"train": train_seconds, "select": select_seconds, "baselines": time.perf_counter() - baselines_started,
                "total": time.perf_counter() - started}

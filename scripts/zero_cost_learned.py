@@ -1,6 +1,6 @@
 """A learned combination of zero-cost proxies on NAS-Bench-201: ranking quality against the number of labelled archs.
 
-    python scripts/zero_cost_learned.py          # after scripts/zero_cost_nb201.py has scored cells
+    python scripts/zero_cost_learned.py          # after scripts/zero_cost_ranking.py --target nb201 has scored cells
 
 For N = 10, 25, 50, 100, 400 labelled cells and 5 draws each (seeds 0-4): draw N cells uniformly from the cells
 every proxy has scored, fit a model on their proxy values (as ranks) and, optionally, a one-hot encoding of the
@@ -28,7 +28,7 @@ from nasframe.evaluation.surrogate import ProxySurrogate
 from nasframe.evaluation.zero_cost.combine import combine_population
 from search_spaces.nb201 import NB201Space
 
-from zero_cost_nb201 import COMBINATIONS, TRUTHS, load_values  # scripts/ is on the path when a script runs
+from zero_cost_ranking import COMBINATIONS, TRUTHS, load_values  # scripts/ is on the path when a script runs
 
 LABELLED = (10, 25, 50, 100, 400)
 DRAWS = 5

@@ -48,15 +48,14 @@ def test_flops_are_multiply_accumulates_of_convolutions_and_linear_layers():
 
 
 def test_rank_combination_is_azs_sum_of_log_ranks():
-    """AZ-NAS: score = sum over proxies of log(rank / m); with the population as reference the order is the same."""
-    population = [{"a": 1.0, "b": 30.0}, {"a": 2.0, "b": 10.0}, {"a": 3.0, "b": 20.0}, {"a": 4.0, "b": 40.0}]
-    ranks_a, ranks_b = [1, 2, 3, 4], [3, 1, 2, 4]
+    """AZ-NAS: score = sum over proxies of log(rank / m), ties sharing their average rank."""
+    population = [{"a": 1.0, "b": 30.0}, {"a": 2.0, "b": 10.0}, {"a": 2.0, "b": 20.0}, {"a": 4.0, "b": 40.0}]
+    ranks_a, ranks_b = [1, 2.5, 2.5, 4], [3, 1, 2, 4]
     expected = [math.log(ra / 4) + math.log(rb / 4) for ra, rb in zip(ranks_a, ranks_b)]
-    combined = combine_population(population, ["a", "b"])
-    assert np.argsort(combined).tolist() == np.argsort(expected).tolist()
-    smoothed = RankCombination(population, ["a", "b"])
-    assert smoothed.rank("a", 3.0) == pytest.approx((2.5 + 1) / 5)  # ties count half
-    assert smoothed.rank("a", 100.0) == 1.0 and smoothed.rank("a", -1.0) == pytest.approx(1 / 5)
+    assert combine_population(population, ["a", "b"]) == pytest.approx(expected)
+    outside = RankCombination(population, ["a", "b"])
+    assert outside.rank("a", 3.0) == pytest.approx(3.5 / 4)  # half a rank between its neighbours
+    assert outside.rank("a", 100.0) == pytest.approx(4.5 / 4) and outside.rank("a", -1.0) == pytest.approx(0.5 / 4)
 
 
 def test_bn_modes_and_initialisation():
@@ -130,3 +129,25 @@ def test_random_ranking_expectation_matches_simulation():
     for key in ("kendall_tau", "spearman", "precision_at_top_10pct", "true_accuracy_of_best_scored"):
         tolerance = 0.2 if key == "true_accuracy_of_best_scored" else 0.03  # truth has std 1, the rest are in [-1, 1]
         assert np.mean([d[key] for d in draws]) == pytest.approx(expected[key], abs=tolerance), key
+
+
+def test_the_hybrid_score_is_the_log_rank_sum_of_supernet_accuracy_and_proxies(digits, tiny_space):
+    from nasframe.evaluation.hybrid import HybridConfig, HybridEvaluator
+
+    torch.manual_seed(0)
+    supernet = tiny_space.build_supernet()
+    proxies = ZeroCostEvaluator(tiny_space, tiny_space.build_subnet, ZeroCostConfig(proxy="params"))
+    config = HybridConfig(proxy="params", bn_recalibration_batches=1, bn_batch_size=32, batch_size=128)
+    hybrid = HybridEvaluator(supernet, digits.valid, digits.train, config, prepare=digits.prepare, space=tiny_space,
+                             proxies=proxies)
+    rng = np.random.default_rng(0)
+    archs = list(dict.fromkeys(tiny_space.sample(rng) for _ in range(6)))
+    hybrid.set_reference(archs)
+    values = [hybrid.component_values(a) for a in archs]
+    from scipy.stats import rankdata
+
+    m = len(archs)
+    by_hand = sum(np.log(rankdata([v[c] for v in values]) / m) for c in ("supernet", "params"))
+    assert [hybrid(a) for a in archs] == pytest.approx(by_hand.tolist())
+    arch = archs[0]
+    assert values[0]["supernet"] == hybrid.accuracy_of(arch) and 0 <= values[0]["supernet"] <= 100

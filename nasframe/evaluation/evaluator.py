@@ -105,6 +105,10 @@ class SupernetEvaluator:
             ensure_eval(self.supernet)
 
     def __call__(self, arch: Mapping[str, str]) -> float:
+        return self.accuracy_of(arch)
+
+    def accuracy_of(self, arch: Mapping[str, str]) -> float:
+        """Held-out accuracy (%) of ``arch`` 's path with inherited weights, BN recalibrated (cached per arch)."""
         arch = arch if isinstance(arch, Arch) else Arch(arch)
         score = self.cache.get(arch)
         if score is None:

@@ -53,6 +53,8 @@ class TrainerConfig:
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     log_every: int = 10  # steps between TensorBoard scalars
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
+    keep_every: int = 0  # > 0: also keep every this many epochs' checkpoint as checkpoints/epoch_NNNN.pt
+    # (`nasframe rank ... ranking.checkpoints=kept` ranks at each: ranking quality over training time)
     stop_after_epoch: Optional[int] = None  # stop (with a checkpoint) after this epoch; resume later
     progress: bool = True  # show a progress bar
     # -- speed options (GPU); the defaults are exact fp32 eager training --------------------------------------
@@ -65,10 +67,10 @@ class TrainerConfig:
     compile: str = "off"  # off | a torch.compile mode: compile the parts that do not change with the arch (compile.py)
 
     def check(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0:
-            raise ConfigError(
-                "trainer: need epochs >= 0, batch_size >= 1, lr > 0, log_every >= 1, checkpoint_every >= 0"
-            )
+        if (self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0
+                or self.keep_every < 0):
+            raise ConfigError("trainer: need epochs >= 0, batch_size >= 1, lr > 0, log_every >= 1, "
+                              "checkpoint_every >= 0, keep_every >= 0")
         if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
             raise ConfigError("trainer.stop_after_epoch must be >= 1 (or null)")
         if self.precision not in ("fp32", "bf16"):
@@ -411,6 +413,8 @@ class SupernetTrainer:
         periodic = cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0
         if self.run_dir is not None and self.distributed.is_main and (save or periodic):
             self.save_checkpoint()
+        if self.run_dir is not None and self.distributed.is_main and cfg.keep_every and self.epoch % cfg.keep_every == 0:
+            self.save_checkpoint(kept_checkpoint(self.run_dir, self.epoch))
 
     def _scalar(self, tag: str, value: float, step: int | None = None) -> None:
         if self.writer is not None:
@@ -482,6 +486,15 @@ class SupernetTrainer:
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state, source=str(path))
         log.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.global_step)
+
+
+#: the folder of a run's kept checkpoints (``trainer.keep_every``)
+KEPT_DIR = "checkpoints"
+
+
+def kept_checkpoint(run_dir: Path, epoch: int) -> Path:
+    """Where the checkpoint of ``epoch`` is kept (``trainer.keep_every``)."""
+    return Path(run_dir) / KEPT_DIR / f"epoch_{epoch:04d}.pt"
 
 
 def check_space(state: dict[str, Any], space_description: str, source: str = "checkpoint") -> None:

@@ -6,10 +6,11 @@ by the sum over proxies of ``log(rank / m)``: a non-linear rank aggregation that
 by any one proxy more than it rewards one ranked high. Ties share their average rank.
 
 A selector meets archs one at a time, so the population it is ranked in is a fixed *reference* sample of the
-space: an arch's rank under a proxy is its position among the reference archs' values (the empirical
-distribution function, ``(number of reference values <= v, ties counted half) + 1``, over ``m + 1``). When the
-ranked archs are the reference archs themselves this is AZ-NAS's aggregation up to the ``+1`` smoothing,
-which keeps the logarithm finite and changes no order within the reference.
+space: an arch's rank under a proxy is the average rank its value would take among the ``m`` reference values,
+``(number of reference values < v) + (number equal to v + 1) / 2``, over ``m``. For a member of the reference this
+is exactly its (tie-averaged) rank, so ranking the reference archs themselves is AZ-NAS's aggregation; a value
+outside the reference falls half a rank between its neighbours (at least ``0.5 / m``: the logarithm stays
+finite).
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ class RankCombination:
         self.size = len(reference)
 
     def rank(self, component: str, value: float) -> float:
-        """``value`` 's smoothed rank among the reference values of ``component``, in (0, 1]."""
+        """``value`` 's rank among the reference values of ``component`` over ``m`` (see the module docstring)."""
         values = self.sorted[component]
         below = np.searchsorted(values, value, side="left")
-        at_or_below = np.searchsorted(values, value, side="right")
-        return (0.5 * (below + at_or_below) + 1.0) / (self.size + 1.0)
+        equal = np.searchsorted(values, value, side="right") - below
+        return (below + (equal + 1) / 2) / self.size
 
     def __call__(self, values: Mapping[str, float]) -> float:
         ranks = [self.rank(c, values[c]) for c in self.components]
