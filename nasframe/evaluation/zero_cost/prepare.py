@@ -11,7 +11,7 @@ from torch import nn
 
 from nasframe.data.base import TensorSplit, Transform
 from nasframe.errors import ConfigError
-from nasframe.evaluation.bn import batchnorm_layers
+from nasframe.evaluation.bn import batchnorm_layers, recalibrate_batchnorm
 from nasframe.evaluation.zero_cost.base import BN_MODES, INITS, INPUTS, ProxyBatch, ProxySettings
 
 
@@ -71,23 +71,14 @@ def set_batchnorm_mode(net: nn.Module, mode: str, batch: torch.Tensor | None) ->
             layer.track_running_stats = False
             layer.running_mean = layer.running_var = layer.num_batches_tracked = None
         return net
-    net.eval()
-    for layer in layers:
-        layer.reset_running_stats()
     if mode == "calibrated":
         if batch is None:
             raise ConfigError("bn=calibrated needs an input batch (input=real or noise)")
-        momenta = [layer.momentum for layer in layers]
-        for layer in layers:
-            layer.momentum = None
-            layer.train()
-        try:
-            with torch.no_grad():
-                net(batch)
-        finally:
-            for layer, momentum in zip(layers, momenta):
-                layer.momentum = momentum
-                layer.eval()
+        recalibrate_batchnorm(net, [batch])  # exact statistics of the batch; leaves eval mode
+        return net
+    net.eval()
+    for layer in layers:
+        layer.reset_running_stats()
     return net
 
 
