@@ -4,6 +4,7 @@
 #
 #   scripts/gpu_session.sh kit                       # here: wheels into .whl/, data into .gpudata/ (git-ignored)
 #   scripts/gpu_session.sh run OUT [SECONDS] [--no-bench]    # there
+#   scripts/gpu_session.sh zero_cost OUT [SECONDS]           # there: NB201 zero-cost proxies, resumed (see below)
 #
 # `run` first times scripts/bench_gpu.py at full scale (unless --no-bench), then spends the rest of SECONDS
 # (default 540) on the full NAS-Bench-201 protocol (configs/experiment/nb201_cifar10_gpu.yaml with the fast
@@ -29,12 +30,7 @@ kit() {
 
 seconds_since() { echo $(($(date +%s) - $1)); }
 
-run() {
-    local out=${1:?usage: gpu_session.sh run OUT [SECONDS] [--no-bench]} budget=${2:-540} bench=${3:-}
-    local start run_dir=runs/experiments/nb201_cifar10_gpu epochs_total=250
-    start=$(date +%s)
-    mkdir -p "$out"
-    exec > >(tee -a "$out/session.log") 2>&1
+environment() {  # the kit's wheels on the path (nothing installed), the data, the device
     if [ -d .whl ]; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
         export PYTHONPATH=/tmp/site:$PWD
@@ -43,6 +39,28 @@ run() {
     fi
     export NASFRAME_DATA=${NASFRAME_DATA:-$PWD/.gpudata} NASFRAME_CACHE=${NASFRAME_CACHE:-/tmp/nfcache} PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+}
+
+# Zero-cost proxies of NB201 cells on the GPU for SECONDS, continuing from the values committed in
+# results/zero_cost_nb201/: OUT/zero_cost_nb201/ comes back with every values file and the report; copy it over
+# results/zero_cost_nb201/ here and commit.
+zero_cost() {
+    local out=${1:?usage: gpu_session.sh zero_cost OUT [SECONDS]} budget=${2:-540}
+    mkdir -p "$out/zero_cost_nb201"
+    exec > >(tee -a "$out/session.log") 2>&1
+    environment
+    cp results/zero_cost_nb201/values_*.jsonl "$out/zero_cost_nb201/" 2>/dev/null || true
+    python3 scripts/zero_cost_ranking.py --target nb201 --device cuda --out "$out/zero_cost_nb201" \
+        --stop-after-s $((budget - 90))
+}
+
+run() {
+    local out=${1:?usage: gpu_session.sh run OUT [SECONDS] [--no-bench]} budget=${2:-540} bench=${3:-}
+    local start run_dir=runs/experiments/nb201_cifar10_gpu epochs_total=250
+    start=$(date +%s)
+    mkdir -p "$out"
+    exec > >(tee -a "$out/session.log") 2>&1
+    environment
 
     local bench_json=$out/bench_gpu_cuda.json
     if [ "$bench" != "--no-bench" ]; then
@@ -83,5 +101,6 @@ run() {
 case "${1:-}" in
     kit) kit ;;
     run) shift; run "$@" ;;
-    *) echo "usage: $0 kit | run OUT [SECONDS] [--no-bench]" >&2; exit 2 ;;
+    zero_cost) shift; zero_cost "$@" ;;
+    *) echo "usage: $0 kit | run OUT [SECONDS] [--no-bench] | zero_cost OUT [SECONDS]" >&2; exit 2 ;;
 esac

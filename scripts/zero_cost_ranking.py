@@ -44,6 +44,7 @@ from nasframe.data.base import build_dataset
 from nasframe.evaluation.ranking import random_ranking_expectation, ranking_metrics, sample_archs
 from nasframe.evaluation.zero_cost import PROXIES, ZeroCostConfig, ZeroCostEvaluator
 from nasframe.evaluation.zero_cost.combine import combine_population
+from nasframe.hardware import describe_device
 from search_spaces.nb201 import NB201Space
 
 TRUTHS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")  # NB201's, for scripts/zero_cost_learned.py
@@ -70,16 +71,17 @@ class Target:
     build_network: Callable[[Any], Any]
 
 
-def nb201_target() -> Target:
+def nb201_target(device: torch.device) -> Target:
     benchmark = NB201Benchmark()
     space = NB201Space(DataSpec(3, (32, 32), 10), channels=16, cells_per_stage=5)
     cells = list(space.enumerate())
     natives = [space.format(a) for a in cells]
     truths = {t: np.array([benchmark.metric(n, t) for n in natives]) for t in TRUTHS}
-    return Target("nb201", space, cells, truths, build_dataset({"name": "cifar10", "augment": False}), space.build_subnet)
+    data = build_dataset({"name": "cifar10", "augment": False})
+    return Target("nb201", space, cells, truths, data, lambda arch: space.build_subnet(arch).to(device))
 
 
-def cora_target() -> Target:
+def cora_target(device: torch.device) -> Target:
     from nasframe.benchmarks.nasbench_graph import NASBenchGraph
     from nasframe.core.graph import bind_graph
     from nasframe.core.registry import SPACES
@@ -90,10 +92,10 @@ def cora_target() -> Target:
     models = sample_archs(space, 0, 0, canonical=True)
     natives = [space.format(a) for a in models]
     truths = {t: np.array([benchmark.metric(n, t) for n in natives]) for t in ("cora_test", "cora_valid")}
-    graph = data.graph
+    graph = data.graph.to(device)
 
     def build(arch):
-        return bind_graph(space.build_subnet(arch), graph.x, graph.edge_index)
+        return bind_graph(space.build_subnet(arch).to(device), graph.x, graph.edge_index)
 
     return Target("cora", space, models, truths, data, build)
 
@@ -111,12 +113,14 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=None, help=f"of {', '.join(VARIANTS)} (default: all, nb201)")
     parser.add_argument("--stop-after-s", type=float, default=0.0, help="stop scoring after this many seconds")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: where the networks are scored")
     parser.add_argument("--out", type=Path, default=None, help="default: results/zero_cost_<target>")
     parser.add_argument("--report-only", action="store_true", help="write the report from the values kept")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     torch.set_num_threads(args.threads)
-    target = TARGETS[args.target]()
+    device = torch.device(args.device)
+    target = TARGETS[args.target](device)
     out = args.out or Path(f"results/zero_cost_{target.name}")
     graphs = target.space.takes_graphs
     left_out = LEFT_OUT.get(target.name, {})
@@ -129,7 +133,7 @@ def main() -> None:
     jobs = {**{name: (name, {}) for name in proxies}, **{name: VARIANTS[name] for name in variants}}
     evaluators = {name: ZeroCostEvaluator(target.space, target.build_network, ZeroCostConfig(
         proxy=proxy, cache_file=str(out / f"values_{name}.jsonl"), **overrides),
-        train=target.data.train, prepare=target.data.prepare) for name, (proxy, overrides) in jobs.items()}
+        train=target.data.train, prepare=target.data.prepare, device=device) for name, (proxy, overrides) in jobs.items()}
     classes = list(dict.fromkeys(target.space.canonical(a) for a in target.archs))
     order = [classes[i] for i in np.random.default_rng(0).permutation(len(classes))]
 
@@ -143,7 +147,7 @@ def main() -> None:
                 break
             for evaluator in evaluators.values():
                 evaluator.component_values(cls)
-    write_report(out, target, evaluators, args.threads)
+    write_report(out, target, evaluators, f"{args.threads} threads" if device.type == "cpu" else describe_device(device))
 
 
 def load_values(folder: Path, space) -> dict[str, dict]:
@@ -162,7 +166,7 @@ def load_values(folder: Path, space) -> dict[str, dict]:
     return values
 
 
-def write_report(out: Path, target: Target, evaluators: dict, threads: int) -> None:
+def write_report(out: Path, target: Target, evaluators: dict, machine: str) -> None:
     space, cells, truths = target.space, target.archs, target.truths
     first = next(iter(truths))
     canonical = [space.canonical(a) for a in cells]
@@ -213,7 +217,9 @@ def write_report(out: Path, target: Target, evaluators: dict, threads: int) -> N
                       if target.name == "nb201" else "NAS-Bench-Graph (nas-bench-graph package) Cora test and valid accuracy"),
             "data": f"{target.data.summary()}; training examples, seed 0",
             "command": "python " + " ".join(sys.argv),
-            "machine": f"{platform.processor() or platform.machine()}, {threads} threads", "torch": torch.__version__,
+            "scored_by": f"python scripts/zero_cost_ranking.py --target {target.name}, in time slices (--stop-after-s); "
+                         "values_*.jsonl hold each class's values and seconds",
+            "machine": f"{platform.processor() or platform.machine()}, {machine}", "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
         },
         "rows": rows + [random_row],
@@ -230,7 +236,7 @@ def markdown(report: dict) -> str:
     lines = [f"# Zero-cost proxies on {title}", "",
              f"- {p['cells']:,} archs ({p['isomorphism_classes']:,} isomorphism classes, each scored once); truth: {p['truth']}",
              f"- space {json.dumps(p['space']['config'])}; data: {p['data']}",
-             f"- `{p['command']}` on {p['machine']}, torch {p['torch']}, {p['date']}", "",
+             f"- `{p['command']}` on {p['machine']}, torch {p['torch']}, {p['date']}; scored by {p.get('scored_by', '-')}", "",
              f"| method | archs scored | {first} tau | published tau | Spearman | P@5% | P@10% | tau in top 10% | "
              + " | ".join(f"{t} tau" for t in others) + " | s / arch |",
              "| --- |" + " ---: |" * (9 + len(others))]

@@ -246,7 +246,8 @@ class ZeroCostEvaluator:
         if self.cache_path is None:
             return
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        row = {"arch": self.space.format(arch), "values": values, "seconds": seconds, "fingerprint": self._fingerprint}
+        row = {"arch": self.space.format(arch), "values": values, "seconds": seconds, "device": self.device.type,
+               "fingerprint": self._fingerprint}
         with self.cache_path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
 
