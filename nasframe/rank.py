@@ -23,12 +23,13 @@ from nasframe.config import RankConfig, RankingConfig, SearchConfig
 from nasframe.core.settings import settings_from
 from nasframe.errors import ConfigError, DataError
 from nasframe.evaluation.hybrid import HybridEvaluator
+from nasframe.evaluation.learned import LearnedEvaluator
 from nasframe.evaluation.ranking import (RankingReport, plot_ranking, random_ranking_expectation, rank_archs,
                                          ranking_metrics, sample_archs)
 from nasframe.evaluation.score_store import ScoreStore
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.search import (SearchSetup, attach_data, build_supernet, evaluator_settings, is_training_free,
-                             make_evaluator, make_zero_cost_evaluator, setup_search)
+                             make_evaluator, make_training_free_evaluator, setup_search)
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from nasframe.training.trainer import restore_supernet
 
@@ -53,16 +54,17 @@ def rank_setup(cfg: DictConfig) -> tuple[SearchSetup, Path | None]:
         run_dir = Path(cfg.run).expanduser()
         search_cfg = load_run_config(run_dir)
     else:
-        if cfg.space is None or cfg.dataset is None or evaluator_settings(cfg.evaluator).name != "zero_cost":
+        if cfg.space is None or cfg.dataset is None or not is_training_free(evaluator_settings(cfg.evaluator)):
             raise ConfigError("nasframe rank needs run=<search run dir> (the trained supernet to rank with), or a "
-                              "training-free evaluator with a space and data set: evaluator=zero_cost space=nb201 "
-                              "dataset=cifar10")
+                              "training-free evaluator (zero_cost, learned) with a space and data set: "
+                              "evaluator=zero_cost space=nb201 dataset=cifar10")
         run_dir = None
         search_cfg = OmegaConf.merge(OmegaConf.structured(SearchConfig), {
             "space": cfg.space, "dataset": cfg.dataset, "sampler": {"name": "uniform"}, "selector": {"name": "random"},
             "evaluator": cfg.evaluator})
     search_cfg.device, search_cfg.threads, search_cfg.resume, search_cfg.arch = cfg.device, cfg.threads, None, None
     search_cfg.evaluator = cfg.evaluator
+    search_cfg.benchmark = cfg.benchmark  # the label source of evaluator=learned
     return setup_search(search_cfg), run_dir
 
 
@@ -102,7 +104,7 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
 
         return rank_over_training(setup, run_dir, archs, protocol, out, ranking, benchmark)
     if is_training_free(setup.evaluator):
-        score, store = training_free_scorer(setup, archs, protocol, out, ranking)
+        score, store, archs = training_free_scorer(setup, archs, protocol, out, ranking)
     else:
         score, store = supernet_scorer(setup, run_dir / CHECKPOINT_NAME, archs, protocol, out, ranking)
     log.info("scoring %d archs on %s", len(archs) - (len(store) if store else 0), setup.device)
@@ -143,25 +145,27 @@ def supernet_scorer(setup: SearchSetup, checkpoint: Path, archs: list, protocol:
 
 
 def training_free_scorer(setup: SearchSetup, archs: list, protocol: dict[str, Any], out: Path,
-                         ranking: RankingConfig) -> tuple[Any, None]:
-    """The zero-cost evaluator; its proxy values are kept in ``proxy_values.jsonl`` (unless the config names
-    another file), so a stopped ranking reruns from where it was. A combination is ranked among the ranked archs
-    themselves (AZ-NAS's protocol)."""
+                         ranking: RankingConfig) -> tuple[Any, None, list]:
+    """The training-free evaluator and the archs it ranks. Proxy values are kept in ``proxy_values.jsonl`` (unless
+    the config names another file), so a stopped ranking reruns from where it was. A combination is ranked among
+    the ranked archs themselves (AZ-NAS's protocol); a learned evaluator's labelled archs and their isomorphs are
+    left out of the ranking (it never scores what it was fitted on)."""
     if ranking.stop_after_s > 0:
         raise ConfigError("ranking.stop_after_s slices supernet scoring; a training-free ranking keeps every proxy "
                           "value in proxy_values.jsonl as it comes: stop it at any time and rerun the same command")
     if setup.evaluator.cache_file is None:
         setup.evaluator.cache_file = str(out / "proxy_values.jsonl")
-    evaluator = make_zero_cost_evaluator(setup)
-    if evaluator.combined:
+    evaluator = make_training_free_evaluator(setup, population=archs)
+    if isinstance(evaluator, LearnedEvaluator):
+        seen = set(evaluator.labelled)
+        kept = [a for a in archs if setup.space.canonical(a) not in seen]
+        protocol["archs"] += (f"; {len(archs) - len(kept)} of them left out: the {len(seen)} labelled archs "
+                              f"({setup.evaluator.label_metric}) and their isomorphs")
+        archs = kept
+    elif evaluator.combined:
         evaluator.set_reference(archs)
-    protocol.update({
-        "score": "zero-cost proxy " + " + ".join(evaluator.components)
-                 + (f" ({setup.evaluator.combine} combination among the ranked archs)" if evaluator.combined else "")
-                 + " of the untrained network",
-        "evaluator": evaluator.describe(),
-    })
-    return evaluator, None
+    protocol.update({"score": evaluator.summary() + " of the untrained networks", "evaluator": evaluator.describe()})
+    return evaluator, None, archs
 
 
 def rank_baselines(setup: SearchSetup, report: RankingReport, out: Path) -> dict[str, dict[str, float]]:

@@ -29,7 +29,9 @@ from nasframe.core.modules import Supernet
 from nasframe.data.base import DatasetSplits, InMemoryLoader, build_dataset
 from nasframe.errors import ConfigError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, accuracy
+from nasframe.benchmarks.base import build_benchmark
 from nasframe.evaluation.hybrid import HybridConfig, HybridEvaluator
+from nasframe.evaluation.learned import LearnedConfig, LearnedEvaluator
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
@@ -123,7 +125,8 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
 
 
 #: the evaluator config group's options: name -> settings dataclass
-EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig, "hybrid": HybridConfig}
+EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig, "hybrid": HybridConfig,
+                               "learned": LearnedConfig}
 
 
 def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig:
@@ -134,14 +137,14 @@ def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig:
     if schema is None:
         raise ConfigError(f"evaluator={name}: unknown evaluator; known: {', '.join(EVALUATORS)}")
     settings = settings_from(schema, node, "evaluator")
-    if isinstance(settings, EvaluatorConfig):
+    if isinstance(settings, (EvaluatorConfig, LearnedConfig)):
         settings.check()
     return settings
 
 
-def is_training_free(evaluator: EvaluatorConfig | ZeroCostConfig) -> bool:
+def is_training_free(evaluator: Any) -> bool:
     """True for evaluators that score untrained networks: a search with one trains no supernet."""
-    return isinstance(evaluator, ZeroCostConfig)
+    return isinstance(evaluator, (ZeroCostConfig, LearnedConfig))
 
 
 def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: EvaluatorConfig | ZeroCostConfig) -> None:
@@ -222,7 +225,7 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
     """The run's evaluator: the supernet evaluator on the ``held_out`` split (valid or test), BN recalibrated on
     training images; or, with ``evaluator=zero_cost``, the training-free evaluator (no supernet, no held-out data)."""
     if is_training_free(setup.evaluator):
-        return make_zero_cost_evaluator(setup)
+        return make_training_free_evaluator(setup)
     if supernet is None:
         raise ConfigError("the supernet evaluator needs a trained supernet")
     if held_out not in ("valid", "test"):
@@ -237,6 +240,32 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
                                space=setup.space, proxies=proxies)
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
                              space=setup.space)
+
+
+def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] = ()) -> ZeroCostEvaluator | LearnedEvaluator:
+    """The run's training-free evaluator: zero-cost proxies, or (``evaluator=learned``) proxies combined by a model
+    fitted on labelled archs from the run's benchmark (``population``: archs that join its reference sample)."""
+    cfg = setup.evaluator
+    if not isinstance(cfg, LearnedConfig):
+        return make_zero_cost_evaluator(setup)
+    benchmark_node = setup.cfg.get("benchmark")
+    if benchmark_node is None:
+        raise ConfigError("evaluator=learned fits on labelled archs: give their source, a tabular benchmark "
+                          "(benchmark=nb201 or benchmark=nasbench_graph)")
+    benchmark = build_benchmark(benchmark_node)
+    metric = cfg.label_metric or next((m for suffix in ("_valid", "_test") for m in benchmark.metrics
+                                       if m.endswith(suffix)), None)
+    if metric is None:
+        raise ConfigError(f"evaluator.label_metric: {benchmark.name} has no *_valid or *_test metric; name one")
+    benchmark.check_metric(metric)
+    cfg.label_metric = metric
+    proxies = ZeroCostEvaluator(setup.space, _network_builder(setup),
+                                ZeroCostConfig(proxy=cfg.proxy, seed=cfg.seed, cache_file=cfg.cache_file),
+                                train=setup.data.train, prepare=setup.data.prepare, device=setup.device)
+    log.info("evaluator=learned: scoring and labelling %d archs (%s of %s) and %d reference archs", cfg.num_labelled,
+             metric, benchmark.name, cfg.reference_archs)
+    return LearnedEvaluator(setup.space, proxies, lambda arch: benchmark.metric(setup.space.format(arch), metric), cfg,
+                            population)
 
 
 def make_zero_cost_evaluator(setup: SearchSetup) -> ZeroCostEvaluator:

@@ -1,4 +1,5 @@
-"""A search without training: select an arch with a training-free evaluator (``evaluator=zero_cost``).
+"""A search without training: select an arch with a training-free evaluator (``evaluator=zero_cost`` or
+``evaluator=learned``: proxies fitted on labelled archs).
 
 No supernet is built or trained. The selector (evolutionary or random) scores archs with zero-cost proxies of
 their untrained networks; the run writes the selection, the arch (``export/arch.json``: no weights, since
@@ -17,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nasframe.export.save import arch_record
-from nasframe.search import SearchOutcome, SearchSetup, make_zero_cost_evaluator
+from nasframe.search import SearchOutcome, SearchSetup, make_training_free_evaluator
 from nasframe.selection.base import Evaluation, SelectionResult
 from nasframe.search_baselines import baseline_section, measure_baselines
 
@@ -32,11 +33,11 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("data    %s", data.summary())
     log.info("space   %s (%s archs), training-free evaluator %s, selector %s", space.name, f"{space.size:,}",
-             cfg.evaluator.proxy, cfg.selector.name)
+             cfg.evaluator.name, cfg.selector.name)
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
-    evaluator = make_zero_cost_evaluator(setup)
+    evaluator = make_training_free_evaluator(setup)
     select_started = time.perf_counter()
     if setup.fixed_arch is not None:
         score = evaluator(setup.fixed_arch)
@@ -73,9 +74,7 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
         "",
         f"- data: {data.summary()} (proxies read {_inputs(evaluator)})",
         f"- space: `{json.dumps(space.describe()['config'])}` ({cfg.space.name}, {space.size:,} archs)",
-        f"- evaluator: zero-cost proxies {', '.join(evaluator.components)}"
-        + (f", combined by {cfg.evaluator.combine} over {cfg.evaluator.reference_archs} reference archs"
-           if evaluator.combined else "") + f"; seed {cfg.evaluator.seed}; torch {torch.__version__}",
+        f"- evaluator: {evaluator.summary()}; torch {torch.__version__}",
         f"- selector: {cfg.selector.name}; seed {cfg.seed}; {len(result.history)} archs scored",
         *([f"- constraints: {'; '.join(c.describe() for c in setup.constraints)}"] if setup.constraints else []),
         "- no network was trained: train the selected arch from scratch before using it",
@@ -91,15 +90,15 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
         f"| time: selection / total | {select_seconds:.1f} s / {timings['total']:.1f} s |",
         "",
         *(baseline_section(baselines, setup.constraints) if baselines else []),
-        "## Proxy settings",
+        "## Evaluator settings",
         "",
         "```json",
-        json.dumps(evaluator.describe()["proxies"], indent=1),
+        json.dumps(evaluator.describe(), indent=1),
         "```",
         "",
     ]
     (run_dir / "report.md").write_text("\n".join(lines))
-    summary = {"space": cfg.space.name, "dataset": cfg.dataset.name, "evaluator": "zero_cost",
+    summary = {"space": cfg.space.name, "dataset": cfg.dataset.name, "evaluator": cfg.evaluator.name,
                "proxy": evaluator.components, "selector": cfg.selector.name, "seed": cfg.seed, "arch": native,
                "score": result.score, "params": params, "archs_evaluated": len(result.history), "seconds": timings,
                **({"baselines": baselines.to_dict()} if baselines else {})}

@@ -62,10 +62,9 @@ def main() -> None:
             if len(rest) < MIN_SCORED:
                 continue  # too few cells left to measure a ranking: the row stays empty until more are scored
             for method, (model, encode) in MODELS.items():
-                surrogate = ProxySurrogate(space, components, model, encode, seed=draw)
-                predicted = surrogate.fit_predict([cells[i] for i in chosen], [per_cell[i] for i in chosen],
-                                                  truths["cifar10_test"][chosen], [cells[i] for i in rest],
-                                                  [per_cell[i] for i in rest])
+                surrogate = ProxySurrogate(space, components, per_cell, model, encode, seed=draw)  # ranks among all
+                surrogate.fit([cells[i] for i in chosen], [per_cell[i] for i in chosen], truths["cifar10_test"][chosen])
+                predicted = surrogate.predict([cells[i] for i in rest], [per_cell[i] for i in rest])
                 rows.append(_row(f"learned: {method}", draw, n, predicted, truths, rest))
             for name, combo in [*((c, (c,)) for c in components), *COMBINATIONS.items()]:
                 if all(c in components for c in combo):

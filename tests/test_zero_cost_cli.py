@@ -19,7 +19,7 @@ def test_rank_without_a_run_scores_untrained_networks_beside_params_flops_and_ra
                       f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
     assert ranked.returncode == 0, ranked.stderr[-3000:]
     report = json.loads((out / "ranking.json").read_text())
-    assert report["protocol"]["run"] is None and "synflow + params" in report["protocol"]["score"]
+    assert report["protocol"]["run"] is None and "synflow, params" in report["protocol"]["score"]
     assert report["protocol"]["evaluator"]["proxies"]["synflow"]["settings"]["bn"] == "eval"  # the paper's setting
     assert set(report["baselines"]) == {"params", "flops", "random (expected)"}
     assert report["baselines"]["random (expected)"]["precision_at_top_10pct"] == pytest.approx(0.1)
@@ -54,3 +54,25 @@ def test_training_free_search_trains_nothing_and_reports_its_baselines(tmp_path)
     refused = nasframe("search", "evaluator=zero_cost", "selector=magnitude", f"hydra.run.dir={tmp_path / 'x'}",
                        cwd=tmp_path)
     assert refused.returncode != 0 and "trains none" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_learned_evaluator_ranks_without_its_labelled_archs_and_searches(tmp_path):
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    out = tmp_path / "ranked"
+    learned = ["evaluator=learned", "evaluator.proxy=[params,synflow]", "evaluator.num_labelled=6",
+               "evaluator.reference_archs=4", *TINY_SPACE, f"benchmark.path={table}"]
+    ranked = nasframe("rank", *learned, "space=nb201", "dataset=digits", "ranking.num_archs=20", f"out={out}",
+                      f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+    report = json.loads((out / "ranking.json").read_text())
+    labelled = set(report["protocol"]["evaluator"]["labelled"])
+    assert len(labelled) == 6 and report["protocol"]["evaluator"]["model"] == "gbt"
+    assert not labelled & {a["arch"] for a in report["archs"]}  # never scored on what it was fitted on
+    assert "labelled archs (cifar10_test)" in report["protocol"]["archs"]
+    run_dir = tmp_path / "run"
+    searched = nasframe("search", *learned, "benchmark=nb201", "selector=random", "selector.num_samples=5",
+                        f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    assert json.loads((run_dir / "outcome.json").read_text())["evaluator"] == "learned"
+    without = nasframe("search", "evaluator=learned", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
+    assert without.returncode != 0 and "benchmark=nb201" in without.stderr and "Traceback" not in without.stderr

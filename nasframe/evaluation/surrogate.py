@@ -4,14 +4,15 @@
 and Benchmarks) fits gradient-boosted trees on the zero-cost proxy values of N labelled archs, together with an
 encoding of the arch, and ranks the rest of the space by the prediction. Here the features of an arch are
 
-- each proxy component's value, as its rank among the values of the archs the model sees (fitted and scored
-  together: ranks make the heavy-tailed proxies -- synflow spans tens of orders of magnitude -- comparable), and
+- each proxy component's value as its rank among a reference population's values, over the population's size
+  (:class:`~nasframe.evaluation.zero_cost.combine.RankCombination`'s rank: ranks make the heavy-tailed proxies --
+  synflow spans tens of orders of magnitude -- comparable, and fix what a value means for fitting and predicting),
 - a one-hot encoding of the arch (one indicator per option of each choice of the space),
 
-and the model is scikit-learn's gradient boosting with squared loss (:class:`GradientBoostingRegressor`),
-or ridge regression on the same features (``model="ridge"``), seeded. The labels are whatever accuracy the user
-has for the N archs: a benchmark table's entry in evaluation, trained archs' validation accuracy otherwise.
-A model never sees the archs it is scored on.
+and the model is scikit-learn's gradient boosting with squared loss (:class:`GradientBoostingRegressor`), or
+ridge regression on the same features (``model="ridge"``), seeded. The labels are whatever accuracy the user has
+for the N archs: a benchmark table's entry in evaluation, trained archs' validation accuracy otherwise. A model
+never sees the archs it is scored on.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
+from nasframe.evaluation.zero_cost.combine import RankCombination
 
 MODELS = ("gbt", "ridge")
 
@@ -32,43 +33,34 @@ def one_hot(space: SearchSpace, arch: Mapping[str, str]) -> np.ndarray:
     return np.concatenate([[1.0 if arch[c.name] == option else 0.0 for option in c.options] for c in space.choices])
 
 
-def rank_features(values: Sequence[Mapping[str, float]], components: Sequence[str]) -> np.ndarray:
-    """Each component's values as ranks in [0, 1] among ``values`` (ties share their average rank)."""
-    columns = []
-    for c in components:
-        column = np.asarray([v[c] for v in values], dtype=float)
-        column = np.where(np.isnan(column), -np.inf, column)
-        columns.append((rankdata(column) - 1) / max(len(column) - 1, 1))
-    return np.stack(columns, axis=1) if columns else np.zeros((len(values), 0))
-
-
 class ProxySurrogate:
     """Fits on labelled archs' proxy values (+ one-hot encoding) and predicts accuracy for others."""
 
-    def __init__(self, space: SearchSpace, components: Sequence[str], model: str = "gbt", encode_arch: bool = True,
-                 seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace, components: Sequence[str], reference: Sequence[Mapping[str, float]],
+                 model: str = "gbt", encode_arch: bool = True, seed: int = 0) -> None:
+        """``reference``: the proxy values of the population whose ranks are the features (the archs a user
+        ranks, or a sample of the space together with the labelled archs)."""
         if model not in MODELS:
             raise ValueError(f"surrogate model {model!r} is not one of {', '.join(MODELS)}")
         self.space, self.components, self.model_name = space, list(components), model
         self.encode_arch, self.seed = encode_arch, seed
+        self.ranks = RankCombination(reference, self.components)
         self.model = None
 
-    def _features(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]]) -> np.ndarray:
-        parts = [rank_features(values, self.components)]
-        if self.encode_arch:
-            parts.append(np.stack([one_hot(self.space, a) for a in archs]))
-        return np.concatenate(parts, axis=1)
+    def features(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]]) -> np.ndarray:
+        ranks = np.array([[self.ranks.rank(c, v[c]) for c in self.components] for v in values], dtype=float)
+        if not self.encode_arch:
+            return ranks
+        return np.concatenate([ranks, np.stack([one_hot(self.space, a) for a in archs])], axis=1)
 
-    def fit_predict(self, labelled: Sequence[Arch], labelled_values: Sequence[Mapping[str, float]],
-                    labels: Sequence[float], unlabelled: Sequence[Arch],
-                    unlabelled_values: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """Fit on the labelled archs and predict the unlabelled ones. Ranks are taken over both sets together
-        (the population a user ranks), so a value means the same in fitting and in prediction."""
-        features = self._features([*labelled, *unlabelled], [*labelled_values, *unlabelled_values])
-        train, test = features[: len(labelled)], features[len(labelled):]
+    def fit(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]], labels: Sequence[float]) -> None:
         self.model = self._make_model()
-        self.model.fit(train, np.asarray(labels, dtype=float))
-        return self.model.predict(test)
+        self.model.fit(self.features(archs, values), np.asarray(labels, dtype=float))
+
+    def predict(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]]) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("fit the surrogate before predicting")
+        return self.model.predict(self.features(archs, values))
 
     def _make_model(self):
         if self.model_name == "ridge":

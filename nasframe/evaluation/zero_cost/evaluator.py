@@ -147,6 +147,13 @@ class ZeroCostEvaluator:
             "space": self.space.describe(),
         }
 
+    def summary(self) -> str:
+        """One line for reports: the components and how they are combined."""
+        cfg = self.config
+        combined = (f", combined by {cfg.combine} over {cfg.reference_archs} reference archs (in a ranking: the "
+                    "ranked archs)" if self.combined else "")
+        return f"zero-cost proxies {', '.join(self.components)}{combined}; seed {cfg.seed}"
+
     @property
     def combined(self) -> bool:
         return len(self.components) > 1

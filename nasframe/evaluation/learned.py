@@ -1,0 +1,99 @@
+"""The learned evaluator: proxies of the untrained networks, combined by a model fitted on N labelled archs.
+
+``evaluator=learned`` draws ``num_labelled`` distinct models of the space (one arch per isomorphism class,
+seeded), takes their accuracy from a label source (a tabular benchmark in evaluation: ``benchmark=...``), computes
+the zero-cost proxies of those archs and of a reference sample, and fits :class:`~nasframe.evaluation.surrogate.
+ProxySurrogate` (gradient-boosted trees over the proxies' ranks and a one-hot encoding, as "NAS-Bench-Suite-Zero:
+Accelerating Research on Zero Cost Proxies" fits XGBoost). Any arch is then scored by the prediction. The labelled
+archs are known to the caller (:attr:`LearnedEvaluator.labelled`): a ranking leaves them and their isomorphs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import numpy as np
+
+from nasframe.core.arch import Arch
+from nasframe.core.space import SearchSpace
+from nasframe.errors import ConfigError
+from nasframe.evaluation.surrogate import MODELS, ProxySurrogate
+from nasframe.evaluation.zero_cost.evaluator import ZeroCostEvaluator
+
+
+def _default_proxies() -> List[str]:
+    return ["az_nas", "jacov", "synflow", "params"]
+
+
+@dataclass
+class LearnedConfig:
+    name: str = "learned"
+    proxy: Any = field(default_factory=_default_proxies)  # the features: proxies (components), paper settings each
+    num_labelled: int = 100  # archs drawn (distinct models, seeded) and labelled by the label source
+    label_metric: Optional[str] = None  # the benchmark metric used as label (default: its first *_valid, else *_test)
+    model: str = "gbt"  # gbt | ridge
+    encode_arch: bool = True  # add a one-hot encoding of the arch to the features
+    reference_archs: int = 256  # further archs (seeded) whose proxy values define the features' ranks
+    seed: int = 0  # the draw, the proxies' weights and batches, the model
+    cache_file: Optional[str] = None  # JSON lines of computed proxy values, reused when the settings match
+
+    def check(self) -> None:
+        if self.num_labelled < 2 or self.reference_archs < 0:
+            raise ConfigError("evaluator: num_labelled must be >= 2 and reference_archs >= 0")
+        if self.model not in MODELS:
+            raise ConfigError(f"evaluator.model: {self.model!r} is not one of {', '.join(MODELS)}")
+
+
+class LearnedEvaluator:
+    """Scores archs by a surrogate fitted on labelled archs' proxy values (see the module docstring)."""
+
+    def __init__(self, space: SearchSpace, proxies: ZeroCostEvaluator, label: Callable[[Arch], float],
+                 config: LearnedConfig, population: Iterable[Mapping[str, str]] = ()) -> None:
+        """``label(arch)`` gives a labelled arch's accuracy; ``population`` (e.g. the archs a ranking scores) joins
+        the reference sample that defines the features' ranks."""
+        config.check()
+        self.space, self.proxies, self.config = space, proxies, config
+        rng = np.random.default_rng(config.seed)
+        count = min(config.num_labelled, space.size)
+        labelled: dict[Arch, None] = {}
+        while len(labelled) < count:
+            labelled.setdefault(space.canonical(space.sample(rng)))
+        self.labelled = list(labelled)
+        reference: dict[Arch, None] = dict(labelled)
+        for arch in population:
+            reference.setdefault(space.validate(arch))
+        for _ in range(config.reference_archs):
+            reference.setdefault(space.sample(rng))
+        values = {arch: proxies.component_values(arch) for arch in reference}
+        self.labels = [float(label(arch)) for arch in self.labelled]
+        self.surrogate = ProxySurrogate(space, proxies.components, list(values.values()), config.model,
+                                        config.encode_arch, config.seed)
+        self.surrogate.fit(self.labelled, [values[a] for a in self.labelled], self.labels)
+        self.cache: dict[Arch, float] = {}
+
+    @property
+    def components(self) -> list[str]:
+        return self.proxies.components
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.proxies.settings
+
+    def __call__(self, arch: Mapping[str, str]) -> float:
+        arch = self.space.validate(arch)
+        score = self.cache.get(arch)
+        if score is None:
+            score = self.cache[arch] = float(self.surrogate.predict([arch], [self.proxies.component_values(arch)])[0])
+        return score
+
+    def summary(self) -> str:
+        cfg = self.config
+        return (f"{cfg.model} ({'with' if cfg.encode_arch else 'without'} the arch encoding) over the zero-cost "
+                f"proxies {', '.join(self.components)}, fitted on {len(self.labelled)} labelled archs (seed {cfg.seed})")
+
+    def describe(self) -> dict[str, Any]:
+        return {"evaluator": "learned", "model": self.config.model, "encode_arch": self.config.encode_arch,
+                "labelled": [self.space.format(a) for a in self.labelled], "labels": self.labels,
+                "proxies": self.proxies.describe()}
