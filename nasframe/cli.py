@@ -87,6 +87,8 @@ def _rank(cfg: DictConfig) -> None:
     except ScoringStopped as stopped:
         print(f"\nranking.stop_after_s={cfg.ranking.stop_after_s} reached: {stopped}")
         return
+    if report.protocol.get("note"):
+        print(f"\nnote: {report.protocol['note']}")
     baselines = report.extra.get("baselines", {})
     names = ["score", *baselines]
     print(f"\n{'metric (same archs)':<32} " + " ".join(f"{n:>17}" for n in names))

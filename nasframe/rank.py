@@ -78,6 +78,9 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
         benchmark.check_metric(metric)
     if benchmark.space_name != setup.space.name:
         raise ConfigError(f"benchmark {benchmark.name} holds {benchmark.space_name} archs, the run searched {setup.space.name}")
+    mismatch = data_mismatch(setup.data.name, ranking.truth_metric)
+    if mismatch:
+        log.warning("%s", mismatch)
     archs = sample_archs(setup.space, ranking.num_archs, ranking.sample_seed, canonical=ranking.canonical)
     kind = "distinct models (canonical forms)" if ranking.canonical else "distinct archs"
     drawn = ("canonical forms of uniformly drawn encodings, no repeats (a model weighs as its number of encodings)"
@@ -92,6 +95,7 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
         "benchmark": OmegaConf.to_container(cfg.benchmark, resolve=True),
         "device": str(setup.device),
         "torch": torch.__version__,
+        **({"note": mismatch} if mismatch else {}),
     }
     out = Path(cfg.out).expanduser() if cfg.out else (run_dir / "ranking" if run_dir else Path.cwd())
     if ranking.checkpoints not in ("last", "kept"):
@@ -118,6 +122,16 @@ def run_rank(cfg: RankConfig | DictConfig) -> tuple[RankingReport, Path]:
     title = f"{setup.space.name} {'zero-cost' if is_training_free(setup.evaluator) else 'supernet'} vs {benchmark.name} {ranking.truth_metric}"
     write_ranking(report, out, title=title)
     return report, out
+
+
+def data_mismatch(data_name: str, truth_metric: str) -> str | None:
+    """One line saying why a ranking does not measure the benchmark, when the archs are scored on another data set
+    than the one the truth metric was measured on (e.g. a digits run against NAS-Bench-201's ``cifar10_test``)."""
+    dataset = truth_metric.rsplit("_", 1)[0].lower()
+    if data_name.lower().replace("-", "").startswith(dataset.replace("-", "")):
+        return None
+    return (f"the archs are scored on {data_name}, the truth is {truth_metric}: this ranking measures how the "
+            f"{data_name} scores transfer to {dataset}, not the benchmark's own ranking quality")
 
 
 def supernet_scorer(setup: SearchSetup, checkpoint: Path, archs: list, protocol: dict[str, Any], out: Path,

@@ -24,6 +24,7 @@ def test_rank_without_a_run_scores_untrained_networks_beside_params_flops_and_ra
     assert set(report["baselines"]) == {"params", "flops", "random (expected)"}
     assert report["baselines"]["random (expected)"]["precision_at_top_10pct"] == pytest.approx(0.1)
     assert len(report["archs"]) == 10 and "flops" in ranked.stdout
+    assert "scored on digits, the truth is cifar10_test" in report["protocol"]["note"] and "note:" in ranked.stdout
     kept = (out / "proxy_values.jsonl").read_text().splitlines()
     assert 1 <= len(kept) <= 10  # isomorphic cells scored once, kept for a rerun
 
