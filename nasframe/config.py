@@ -44,7 +44,7 @@ class SearchConfig:
     sampler: Any = MISSING
     selector: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    evaluator: Any = None  # a config group: supernet (EvaluatorConfig; also when null) | zero_cost (ZeroCostConfig)
+    evaluator: Any = None  # a config group (configs/evaluator/): supernet (also when null), zero_cost, learned, hybrid
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
@@ -77,7 +77,7 @@ class RankConfig:
     dataset: Any = None  # ... and the data set whose training images the proxies see
     benchmark: Any = MISSING
     ranking: RankingConfig = field(default_factory=RankingConfig)
-    evaluator: Any = None  # a config group: supernet (EvaluatorConfig; also when null) | zero_cost (ZeroCostConfig)
+    evaluator: Any = None  # a config group (configs/evaluator/): supernet (also when null), zero_cost, learned, hybrid
     device: str = "auto"
     threads: int = 0
     out: Optional[str] = None  # default: <run>/ranking

@@ -28,8 +28,8 @@ from nasframe.evaluation.ranking import (RankingReport, plot_ranking, random_ran
                                          ranking_metrics, sample_archs)
 from nasframe.evaluation.score_store import ScoreStore
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
-from nasframe.search import (SearchSetup, attach_data, build_supernet, evaluator_settings, is_training_free,
-                             make_evaluator, make_training_free_evaluator, setup_search)
+from nasframe.search import (SearchSetup, build_supernet, evaluator_settings, is_training_free, make_evaluator,
+                             make_training_free_evaluator, make_zero_cost_evaluator, setup_search)
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from nasframe.training.trainer import restore_supernet
 
@@ -183,15 +183,20 @@ def training_free_scorer(setup: SearchSetup, archs: list, protocol: dict[str, An
 
 
 def rank_baselines(setup: SearchSetup, report: RankingReport, out: Path) -> dict[str, dict[str, float]]:
-    """The trivial rankings of the same archs, with the same metrics: #params, FLOPs (multiply-accumulates of
-    one forward pass), and a random ranking's expected values."""
-    space = setup.space
-    counter = ZeroCostEvaluator(
-        space, lambda arch: attach_data(space.build_subnet(arch).to(setup.device), setup),
-        ZeroCostConfig(proxy=["params", "flops"], cache_file=str(out / "baseline_values.jsonl")), device=setup.device)
-    values = [counter.component_values(space.parse(native)) for native in report.archs]
-    baselines = {name: ranking_metrics([v[name] for v in values], report.truth) for name in ("params", "flops")}
-    baselines["random (expected)"] = random_ranking_expectation(report.truth)
+    """The trivial rankings of the ranked archs (``report``): see :func:`trivial_baselines`; the counts are kept in
+    ``baseline_values.jsonl``."""
+    counter = make_zero_cost_evaluator(setup, ZeroCostConfig(proxy=["params", "flops"],
+                                                             cache_file=str(out / "baseline_values.jsonl")))
+    return trivial_baselines(counter, report.archs, report.truth)
+
+
+def trivial_baselines(counter: ZeroCostEvaluator, natives: list[str], truth: list[float]) -> dict[str, dict[str, float]]:
+    """The trivial rankings of archs (native strings) with true accuracies ``truth``, with the metrics of
+    :func:`ranking_metrics`: each structural proxy of ``counter`` (#params, FLOPs: multiply-accumulates of one
+    forward pass) and a random ranking's expected values."""
+    values = [counter.component_values(counter.space.parse(native)) for native in natives]
+    baselines = {name: ranking_metrics([v[name] for v in values], truth) for name in counter.components}
+    baselines["random (expected)"] = random_ranking_expectation(truth)
     return baselines
 
 

@@ -88,7 +88,7 @@ class SearchSetup:
     sampler: PathSampler
     selector: Selector
     trainer: TrainerConfig
-    evaluator: EvaluatorConfig | ZeroCostConfig
+    evaluator: EvaluatorConfig | ZeroCostConfig | HybridConfig | LearnedConfig
     constraints: list[Constraint]
     fixed_arch: Arch | None
     resume_from: Path | None
@@ -129,7 +129,7 @@ EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCos
                                "learned": LearnedConfig}
 
 
-def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig:
+def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig | HybridConfig | LearnedConfig:
     """The checked settings of an ``evaluator`` config node (a run config written before the evaluator was a
     config group has no ``name``: it is the supernet evaluator)."""
     name = (node.get("name") if node is not None else None) or "supernet"
@@ -147,7 +147,7 @@ def is_training_free(evaluator: Any) -> bool:
     return isinstance(evaluator, (ZeroCostConfig, LearnedConfig))
 
 
-def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: EvaluatorConfig | ZeroCostConfig) -> None:
+def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: Any) -> None:
     """Graph spaces need a graph data set (node classification), image spaces image data."""
     if space.takes_graphs and not data.is_graph:
         raise ConfigError(f"space '{space.name}' holds graph networks (node classification), but dataset "
@@ -221,9 +221,10 @@ def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_
 
 
 def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
-                   held_out: str = "valid") -> SupernetEvaluator | ZeroCostEvaluator:
+                   held_out: str = "valid") -> SupernetEvaluator | ZeroCostEvaluator | LearnedEvaluator:
     """The run's evaluator: the supernet evaluator on the ``held_out`` split (valid or test), BN recalibrated on
-    training images; or, with ``evaluator=zero_cost``, the training-free evaluator (no supernet, no held-out data)."""
+    training images (``evaluator=hybrid``: with proxies added by rank); or, with ``evaluator=zero_cost`` or
+    ``learned``, the training-free evaluator (no supernet, no held-out data)."""
     if is_training_free(setup.evaluator):
         return make_training_free_evaluator(setup)
     if supernet is None:
@@ -233,9 +234,7 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
     data = setup.data
     if isinstance(setup.evaluator, HybridConfig):
         cfg = setup.evaluator
-        proxies = ZeroCostEvaluator(setup.space, _network_builder(setup),
-                                    ZeroCostConfig(proxy=cfg.proxy, seed=cfg.proxy_seed), train=data.train,
-                                    prepare=data.prepare, device=setup.device)
+        proxies = make_zero_cost_evaluator(setup, ZeroCostConfig(proxy=cfg.proxy, seed=cfg.proxy_seed))
         return HybridEvaluator(supernet, getattr(data, held_out), data.train, cfg, prepare=data.prepare,
                                space=setup.space, proxies=proxies)
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
@@ -259,30 +258,23 @@ def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] 
         raise ConfigError(f"evaluator.label_metric: {benchmark.name} has no *_valid or *_test metric; name one")
     benchmark.check_metric(metric)
     cfg.label_metric = metric
-    proxies = ZeroCostEvaluator(setup.space, _network_builder(setup),
-                                ZeroCostConfig(proxy=cfg.proxy, seed=cfg.seed, cache_file=cfg.cache_file),
-                                train=setup.data.train, prepare=setup.data.prepare, device=setup.device)
+    proxies = make_zero_cost_evaluator(setup, ZeroCostConfig(proxy=cfg.proxy, seed=cfg.seed, cache_file=cfg.cache_file))
     log.info("evaluator=learned: scoring and labelling %d archs (%s of %s) and %d reference archs", cfg.num_labelled,
              metric, benchmark.name, cfg.reference_archs)
     return LearnedEvaluator(setup.space, proxies, lambda arch: benchmark.metric(setup.space.format(arch), metric), cfg,
                             population)
 
 
-def make_zero_cost_evaluator(setup: SearchSetup) -> ZeroCostEvaluator:
-    """Training-free scoring of the run's space: each arch's standalone network on the device, a graph data set's
-    graph bound to it, real input batches from the training split."""
-
-    return ZeroCostEvaluator(setup.space, _network_builder(setup), setup.evaluator, train=setup.data.train,
-                             prepare=setup.data.prepare, device=setup.device)
-
-
-def _network_builder(setup: SearchSetup) -> Any:
-    """``arch -> `` its standalone network on the device, a graph data set's graph bound to it."""
+def make_zero_cost_evaluator(setup: SearchSetup, config: ZeroCostConfig | None = None) -> ZeroCostEvaluator:
+    """Training-free scoring of the run's space with ``config`` (default: the run's evaluator settings): each arch's
+    standalone network on the device, a graph data set's graph bound to it, real input batches from the training
+    split."""
 
     def build_network(arch: Arch) -> nn.Module:
         return attach_data(setup.space.build_subnet(arch).to(setup.device), setup)
 
-    return build_network
+    return ZeroCostEvaluator(setup.space, build_network, config or setup.evaluator, train=setup.data.train,
+                             prepare=setup.data.prepare, device=setup.device)
 
 
 def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Any:
@@ -390,22 +382,13 @@ def _select_and_export(
     # -- select -----------------------------------------------------------------------------------------
     select_started = time.perf_counter()
     evaluator = make_evaluator(setup, supernet)
-    if setup.fixed_arch is not None:
-        score = evaluator(setup.fixed_arch)
-        result = SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
-        log.info("arch given: %s", space.format(setup.fixed_arch))
-    else:
-        result = setup.selector.select(
-            space, evaluator, constraints=setup.constraints, supernet=supernet, seed=cfg.seed,
-            sampler=trainer.sampler, tune=make_tuner(trainer, evaluator, cfg.seed),
-        )
+    result = select_or_evaluate_given(setup, evaluator, supernet=supernet, sampler=trainer.sampler,
+                                      tune=make_tuner(trainer, evaluator, cfg.seed))
     select_seconds = time.perf_counter() - select_started
-    for record, best in zip(result.history, result.best_so_far()):
-        writer.add_scalar("select/score", record.score, record.query)
-        writer.add_scalar("select/best_score", best, record.query)
-    (run_dir / "selection.json").write_text(result.to_json(space) + "\n")
+    write_selection(result, space, run_dir, writer)
+    valid_accuracy = evaluator.accuracy_of(result.arch)  # a hybrid's score is a rank sum, not the accuracy
     log.info("selected %s  (valid acc %.2f%% with inherited weights, %d archs evaluated in %.1fs)",
-             space.format(result.arch), evaluator.accuracy_of(result.arch), len(result.history), select_seconds)
+             space.format(result.arch), valid_accuracy, len(result.history), select_seconds)
 
     # -- export ------------------------------------------------------------------------------------------
     evaluator.prepare(result.arch)  # BN statistics of the chosen path go into the export
@@ -417,7 +400,7 @@ def _select_and_export(
     params = sum(p.numel() for p in subnet.parameters())
     paths = save_export(
         run_dir / "export", space, result.arch, subnet, torch_export=cfg.export.torch_export,
-        extra={"valid_accuracy": evaluator.accuracy_of(result.arch), "test_accuracy": test_acc, "params": params},
+        extra={"valid_accuracy": valid_accuracy, "test_accuracy": test_acc, "params": params},
     )
     writer.add_text("select/arch", space.format(result.arch))
     writer.add_scalar("final/test_accuracy", test_acc)
@@ -443,9 +426,8 @@ def _select_and_export(
     }
     if paths.program is not None:
         files["program"] = paths.program
-    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), evaluator.accuracy_of(result.arch), test_acc,
-                            params, max_diff, files,
-                            score=result.score, baselines=baselines.rows if baselines else [])
+    outcome = SearchOutcome(run_dir, result.arch, space.format(result.arch), valid_accuracy, test_acc, params, max_diff,
+                            files, score=result.score, baselines=baselines.rows if baselines else [])
     timings = {"train": train_seconds, "select": select_seconds, "baselines": time.perf_counter() - baselines_started,
                "total": time.perf_counter() - started}
     (run_dir / "report.md").write_text(
@@ -463,6 +445,25 @@ def _select_and_export(
         summary["predicted_latency_ms"] = latency.latency(result.arch)
     (run_dir / "outcome.json").write_text(json.dumps(summary, indent=1) + "\n")  # read by `nasframe gather`
     return outcome
+
+
+def select_or_evaluate_given(setup: SearchSetup, evaluator: Any, **selector_inputs: Any) -> SelectionResult:
+    """The selector's result with ``evaluator``; or, when the run names an arch (``arch=...``), that arch scored alone.
+    ``selector_inputs`` are what a selector may read besides the evaluator (supernet, sampler, tune)."""
+    if setup.fixed_arch is None:
+        return setup.selector.select(setup.space, evaluator, constraints=setup.constraints, seed=setup.cfg.seed,
+                                     **selector_inputs)
+    score = evaluator(setup.fixed_arch)
+    log.info("arch given: %s", setup.space.format(setup.fixed_arch))
+    return SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
+
+
+def write_selection(result: SelectionResult, space: SearchSpace, run_dir: Path, writer: Any) -> None:
+    """``selection.json`` and the selection's TensorBoard scalars (each query's score, the best so far)."""
+    for record, best in zip(result.history, result.best_so_far()):
+        writer.add_scalar("select/score", record.score, record.query)
+        writer.add_scalar("select/best_score", best, record.query)
+    (run_dir / "selection.json").write_text(result.to_json(space) + "\n")
 
 
 def _pareto_section(result: SelectionResult) -> list[str]:

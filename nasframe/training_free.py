@@ -18,8 +18,8 @@ import torch
 from omegaconf import OmegaConf
 
 from nasframe.export.save import arch_record
-from nasframe.search import SearchOutcome, SearchSetup, make_training_free_evaluator
-from nasframe.selection.base import Evaluation, SelectionResult
+from nasframe.search import (SearchOutcome, SearchSetup, make_training_free_evaluator, select_or_evaluate_given,
+                             write_selection)
 from nasframe.search_baselines import baseline_section, measure_baselines
 
 log = logging.getLogger("nasframe.search")
@@ -39,17 +39,10 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     evaluator = make_training_free_evaluator(setup)
     select_started = time.perf_counter()
-    if setup.fixed_arch is not None:
-        score = evaluator(setup.fixed_arch)
-        result = SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
-    else:
-        result = setup.selector.select(space, evaluator, constraints=setup.constraints, seed=cfg.seed)
+    result = select_or_evaluate_given(setup, evaluator)
     select_seconds = time.perf_counter() - select_started
     result.details["evaluator"] = evaluator.describe()
-    for record, best in zip(result.history, result.best_so_far()):
-        writer.add_scalar("select/score", record.score, record.query)
-        writer.add_scalar("select/best_score", best, record.query)
-    (run_dir / "selection.json").write_text(result.to_json(space) + "\n")
+    write_selection(result, space, run_dir, writer)
     native = space.format(result.arch)
     log.info("selected %s  (proxy score %.4g, %d archs scored in %.1fs)", native, result.score, len(result.history),
              select_seconds)

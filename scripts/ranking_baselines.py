@@ -20,8 +20,9 @@ from pathlib import Path
 from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.core.registry import SPACES
 from nasframe.core.space import DataSpec
-from nasframe.evaluation.ranking import random_ranking_expectation, ranking_metrics, sample_archs
+from nasframe.evaluation.ranking import sample_archs
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
+from nasframe.rank import trivial_baselines
 
 RESULTS = Path("results")
 
@@ -36,15 +37,12 @@ _COUNTERS: dict[str, ZeroCostEvaluator] = {}
 
 
 def baselines(space, natives: list[str], truth: list[float]) -> dict[str, dict]:
-    proxies = ["params"] if space.takes_graphs else ["params", "flops"]
+    """#params (and FLOPs for image spaces), counted on the meta device, and a random ranking, on these archs."""
     key = json.dumps(space.describe(), sort_keys=True)  # rankings of one space share their counts
     if key not in _COUNTERS:
+        proxies = ["params"] if space.takes_graphs else ["params", "flops"]
         _COUNTERS[key] = ZeroCostEvaluator(space, space.build_subnet, ZeroCostConfig(proxy=proxies))
-    counter = _COUNTERS[key]
-    values = [counter.component_values(space.parse(n)) for n in natives]
-    out = {p: ranking_metrics([v[p] for v in values], truth) for p in proxies}
-    out["random (expected)"] = random_ranking_expectation(truth)
-    return out
+    return trivial_baselines(_COUNTERS[key], natives, truth)
 
 
 def main() -> None:

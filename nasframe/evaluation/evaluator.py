@@ -25,7 +25,7 @@ from nasframe.evaluation.bn import batch_statistics, ensure_eval, recalibrate_ba
 
 @dataclass
 class EvaluatorConfig:
-    name: str = "supernet"  # the evaluator: supernet (inherited weights) | zero_cost (training-free proxies)
+    name: str = "supernet"  # this config group option (others: zero_cost, learned, hybrid; see configs/evaluator/)
     batch_size: int = 512  # evaluation batch size
     bn_recalibration_batches: int = 2  # training batches for BN recalibration; 0 keeps the trained statistics
     bn_batch_size: int = 128

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from nasframe.core.arch import Arch
 from nasframe.errors import ConfigError
@@ -68,11 +67,9 @@ class HybridEvaluator(SupernetEvaluator):
         self.combination = RankCombination([self.component_values(a) for a in archs], self.components, cfg.combine)
 
     def _reference_sample(self) -> list[Arch]:
-        rng = np.random.default_rng(self.config.proxy_seed)
-        chosen: dict[Arch, None] = {}
-        while len(chosen) < min(self.config.reference_archs, self.space.size):
-            chosen.setdefault(self.space.sample(rng))
-        return list(chosen)
+        from nasframe.evaluation.ranking import sample_archs
+
+        return sample_archs(self.space, self.config.reference_archs, self.config.proxy_seed)
 
     def clear_cache(self) -> None:
         """The supernet's weights changed: forget its accuracies and the reference ranks built on them."""

@@ -410,11 +410,15 @@ class SupernetTrainer:
             "epoch %d/%d  loss %.4f  train acc %.2f%%  lr %.4g",
             self.epoch, cfg.epochs, record["loss"], record["accuracy"], record["lr"],
         )
-        periodic = cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0
-        if self.run_dir is not None and self.distributed.is_main and (save or periodic):
-            self.save_checkpoint()
-        if self.run_dir is not None and self.distributed.is_main and cfg.keep_every and self.epoch % cfg.keep_every == 0:
-            self.save_checkpoint(kept_checkpoint(self.run_dir, self.epoch))
+        if self.run_dir is None or not self.distributed.is_main:
+            return
+        periodic = save or (cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0)
+        kept = bool(cfg.keep_every) and self.epoch % cfg.keep_every == 0
+        state = self.state_dict() if periodic or kept else None
+        if periodic:
+            save_atomic(state, self.run_dir / CHECKPOINT_NAME)
+        if kept:
+            save_atomic(state, kept_checkpoint(self.run_dir, self.epoch))
 
     def _scalar(self, tag: str, value: float, step: int | None = None) -> None:
         if self.writer is not None:

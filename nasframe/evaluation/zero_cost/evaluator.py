@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -193,14 +192,11 @@ class ZeroCostEvaluator:
                                            self.config.combine)
 
     def _reference_sample(self) -> list[Arch]:
-        rng = np.random.default_rng(self.config.seed)
-        count = min(self.config.reference_archs, self.space.size)
+        from nasframe.evaluation.ranking import sample_archs
+
         log.info("ranking %d proxy components among a reference sample of %d archs (seed %d)",
-                 len(self.components), count, self.config.seed)
-        chosen: dict[Arch, None] = {}
-        while len(chosen) < count:
-            chosen.setdefault(self.space.sample(rng))
-        return list(chosen)
+                 len(self.components), min(self.config.reference_archs, self.space.size), self.config.seed)
+        return sample_archs(self.space, self.config.reference_archs, self.config.seed)
 
     def _batch(self, settings: ProxySettings) -> ProxyBatch:
         batch = self._batches.get(settings)
