@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasframe.errors import ConfigError, DataError
+from nasframe.markdown import markdown_table
 
 
 def find_runs(root: Path) -> tuple[list[Path], list[Path]]:
@@ -88,20 +89,20 @@ def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summa
     header = ["run", "overrides", "arch", "valid acc. (supernet)", "test acc. (exported)"]
     header += [f"true {metric}"] if true_col else []
     header += ["params", "train s", "total s"]
-    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    table = []
     for r in rows:
         cells = [r["run"], " ".join(r["overrides"]) or "-", f"`{r['arch']}`", f"{r['valid_accuracy']:.2f}",
                  f"{r['test_accuracy']:.2f}"]
-        cells += [f"{r['true_accuracy']:.2f}" if "true_accuracy" in r else "-"] if true_col else []
+        cells += [f"{r['true_accuracy']:.2f}" if "true_accuracy" in r else None] if true_col else []
         cells += [f"{r['params']:,}", f"{r['seconds']['train']:.0f}", f"{r['seconds']['total']:.0f}"]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "## Over seeds", "", "| settings | runs | valid acc. | test acc. |" + (" true acc. |" if true_col else ""),
-              "| --- | ---: | ---: | ---: |" + (" ---: |" if true_col else "")]
-    for s in summary:
-        cells = [s["settings"].replace("|", "\\|"), str(s["runs"])]
-        for field in ("valid_accuracy", "test_accuracy") + (("true_accuracy",) if true_col else ()):
-            cells.append(f"{s[field][0]:.2f} ± {s[field][1]:.2f}" if field in s else "-")
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    lines.append(markdown_table(header, table))
+    fields = ("valid_accuracy", "test_accuracy") + (("true_accuracy",) if true_col else ())
+    lines += ["", "## Over seeds", "", markdown_table(
+        ["settings", "runs", "valid acc.", "test acc."] + (["true acc."] if true_col else []),
+        [[s["settings"], s["runs"]] + [f"{s[f][0]:.2f} ± {s[f][1]:.2f}" if f in s else None for f in fields]
+         for s in summary],
+        "l" + "r" * (len(fields) + 1))]
     if unfinished:
         lines += ["", "## Unfinished (checkpoint, no outcome: resume with `nasframe search resume=DIR`)", ""]
         lines += [f"- {p.relative_to(root)}" for p in unfinished]

@@ -18,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nasframe.export.save import arch_record
+from nasframe.markdown import markdown_table
 from nasframe.search import (SearchOutcome, SearchSetup, make_training_free_evaluator, select_or_evaluate_given,
                              write_selection)
 from nasframe.search_baselines import baseline_section, measure_baselines
@@ -76,11 +77,11 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
         "",
         f"    {native}",
         "",
-        "| metric | value |",
-        "| --- | --- |",
-        f"| proxy score | {result.score:.6g} |",
-        f"| parameters | {params:,} |",
-        f"| time: selection / total | {select_seconds:.1f} s / {timings['total']:.1f} s |",
+        markdown_table(["metric", "value"], [
+            ["proxy score", f"{result.score:.6g}"],
+            ["parameters", f"{params:,}"],
+            ["time: selection / total", f"{select_seconds:.1f} s / {timings['total']:.1f} s"],
+        ]),
         "",
         *(baseline_section(baselines, setup.constraints) if baselines else []),
         "## Evaluator settings",

@@ -220,6 +220,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python " + " ".join(sys.argv), "python": platform.python_version(), "torch": torch.__version__}
     (args.out / "bad_inputs.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    from nasframe.markdown import markdown_table
+
+    table = []
+    for r in rows:
+        message = r["message"].replace("|", "\\|")  # escaped before shortening, so that the cut counts the escapes
+        if len(message) > 220:
+            message = message[:217] + "..."
+        table.append([r["group"], r["input"], r["exit"], message, "yes" if r["traceback"] else "no",
+                      "yes" if r["trained"] else "no"])
     lines = [
         "# Bad input: what nasframe answers",
         "",
@@ -227,15 +236,8 @@ def main() -> None:
         "- each CLI case is a fresh `nasframe search` process (exit 1 = a one-line error, no traceback); library cases "
         "call nasframe directly and record the NasframeError raised",
         "",
-        "| kind | input | exit | message | traceback shown | trained before failing |",
-        "| --- | --- | --- | --- | --- | --- |",
+        markdown_table(["kind", "input", "exit", "message", "traceback shown", "trained before failing"], table),
     ]
-    for r in rows:
-        message = r["message"].replace("|", "\\|")
-        if len(message) > 220:
-            message = message[:217] + "..."
-        lines.append(f"| {r['group']} | {r['input']} | {r['exit']} | {message} | {'yes' if r['traceback'] else 'no'} | "
-                     f"{'yes' if r['trained'] else 'no'} |")
     (args.out / "bad_inputs.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -158,6 +158,8 @@ def main() -> None:
             "machine": platform.processor() or platform.machine(), "device": "cpu"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compile_dispatch_cpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    from nasframe.markdown import markdown_table
+
     lines = [
         "# Host cost of compiled supernet parts (dynamo `eager` backend: no kernel changes, only the compiled calls)",
         "",
@@ -169,14 +171,15 @@ def main() -> None:
         "`compile_fixed_parts` (one per part structure); `limit hit`: dynamo reached its recompile limit and ran "
         "the later graphs eager",
         "",
-        "| space | way | run | parts | graphs at the end | limit hit | warm-up s | train step ms | scoring forward ms |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        markdown_table(
+            ["space", "way", "run", "parts", "graphs at the end", "limit hit", "warm-up s", "train step ms",
+             "scoring forward ms"],
+            [[r["space"], r["way"], r["repeat"] + 1, r["parts"], r["graphs"], "yes" if r["limit_hit"] else "no",
+              f"{r['warm_up_s']:.1f}", f"{r['train_ms']:.1f}", f"{r['score_ms']:.1f}"]
+             for r in sorted(rows, key=lambda r: (SPACES.index(r["space"]), WAYS.index(r["way"]), r["repeat"]))],
+            "llrrrlrrr"),
+        "",
     ]
-    for r in sorted(rows, key=lambda r: (SPACES.index(r["space"]), WAYS.index(r["way"]), r["repeat"])):
-        lines.append(f"| {r['space']} | {r['way']} | {r['repeat'] + 1} | {r['parts']} | {r['graphs']} | "
-                     f"{'yes' if r['limit_hit'] else 'no'} | {r['warm_up_s']:.1f} | {r['train_ms']:.1f} | "
-                     f"{r['score_ms']:.1f} |")
-    lines.append("")
     (args.out / "compile_dispatch_cpu.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

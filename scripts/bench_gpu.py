@@ -49,6 +49,7 @@ from nasframe.data.augment import Normalize, RandomCropFlip
 from nasframe.data.base import InMemoryLoader, TensorSplit
 from nasframe.evaluation import EvaluatorConfig, SupernetEvaluator
 from nasframe.hardware import describe_device
+from nasframe.markdown import markdown_table
 from nasframe.sampling.pada import PADASampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.training import SupernetTrainer, TrainerConfig
@@ -382,10 +383,10 @@ def write(args, data_name, device, n_train, n_test, timings: Timings, complete: 
              *([] if complete else ["**Partial:** the run stopped before every measurement was taken; the table "
                                     "holds those taken.", ""]),
              *[f"- {k}: {v}" for k, v in meta.items()], "",
-             f"| training epoch ({n_train} images, batch {args.batch_size}) | seconds | images/s | warm-up epoch s |",
-             "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {k} | {v:.2f} | {n_train / v:,.0f} | {t.warmups[k]:.2f} |" if k in t.warmups else
-              f"| {k} | {v:.2f} | {n_train / v:,.0f} | |" for k, v in t.epochs.items()]
+             markdown_table(
+                 [f"training epoch ({n_train} images, batch {args.batch_size})", "seconds", "images/s", "warm-up epoch s"],
+                 [[k, v, n_train / v, t.warmups.get(k)] for k, v in t.epochs.items()],
+                 "lrrr", formats=[None, ".2f", ",.0f", ".2f"], missing="")]
     lines += ["", "`compiled`: the fast options plus `trainer.compile` (the parts that do not change with the arch); "
               "its warm-up epoch includes the compilation."]
     if t.concurrent:
@@ -393,14 +394,15 @@ def write(args, data_name, device, n_train, n_test, timings: Timings, complete: 
         lines += ["", f"**{c['trainings']} trainings at once** (fast way, uniform, one process each, seeds "
                   f"0..{c['trainings'] - 1}): one epoch each in {c['wall_s']:.2f} s, {c['images_per_s']:,.0f} images/s "
                   f"together against {c['single_images_per_s']:,.0f} for one: {c['gain']:.2f}x."]
-    lines += ["", f"| scoring ({n_test} held-out images per arch) | archs/s |", "| --- | ---: |"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in t.scoring.items()]
+    lines += ["", markdown_table([f"scoring ({n_test} held-out images per arch)", "archs/s"],
+                                 [[k, v] for k, v in t.scoring.items()], "lr", formats=[None, ".2f"])]
     if t.projection:
         lines += ["", f"**Projection** (not a measurement): {FULL_EPOCHS} epochs x {FULL_TRAIN_IMAGES:,} images, then "
                   f"{FULL_ARCHS:,} archs x {FULL_SCORE_IMAGES:,} images with recalibration, scaled linearly from the "
-                  "rates above.", "", "| way | training | scoring | total |", "| --- | ---: | ---: | ---: |"]
-        lines += [f"| {k} | {v['train_s'] / 60:.1f} min | {v['score_s'] / 60:.1f} min | {v['total_s'] / 3600:.2f} h |"
-                  for k, v in t.projection.items()]
+                  "rates above.", "", markdown_table(
+                      ["way", "training", "scoring", "total"],
+                      [[k, f"{v['train_s'] / 60:.1f} min", f"{v['score_s'] / 60:.1f} min", f"{v['total_s'] / 3600:.2f} h"]
+                       for k, v in t.projection.items()], "lrrr")]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) if complete else f"bench_gpu: partial table written to {stem}.md", flush=True)
 

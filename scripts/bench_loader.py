@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from nasframe.hardware import describe_device
 from nasframe.data.base import InMemoryLoader
 from nasframe.data.cifar10 import MEAN, STD, Cifar10
+from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
 
@@ -139,15 +140,14 @@ def main() -> None:
         "(worker start-up included, as in every epoch of a run)",
         "- supernet step: NB201 C=16 N=5 single-path training step (forward, backward, SGD), mean over random paths",
         "",
-        "| batch | nasframe loader (img/s) | torchvision DataLoader (img/s) | supernet training step (img/s) | loader / step |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        markdown_table(
+            ["batch", "nasframe loader (img/s)", "torchvision DataLoader (img/s)", "supernet training step (img/s)",
+             "loader / step"],
+            [[r["batch"], r["nasframe_images_per_s"], r["torchvision_images_per_s"], r["supernet_step_images_per_s"],
+              f"{r['nasframe_images_per_s'] / r['supernet_step_images_per_s']:,.0f}x"] for r in rows],
+            "rrrrr", formats=[None, ",.0f", ",.0f", ",.0f", None]),
+        "",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['batch']} | {r['nasframe_images_per_s']:,.0f} | {r['torchvision_images_per_s']:,.0f} | "
-            f"{r['supernet_step_images_per_s']:,.0f} | {r['nasframe_images_per_s'] / r['supernet_step_images_per_s']:,.0f}x |"
-        )
-    lines.append("")
     Path(f"{stem}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

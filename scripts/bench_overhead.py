@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from nasframe.core.space import DataSpec
 from nasframe.hardware import describe_device
+from nasframe.markdown import markdown_table
 from search_spaces.mobilenet import MobileNetSpace
 from search_spaces.nb201 import NB201Space
 
@@ -184,15 +185,13 @@ def render(meta: dict, rows: list[dict]) -> str:
         f"- command: `{meta['command']}` ({meta['date']})",
         "- the supernet step includes `set_arch` (routing the path) every step, as in training",
         "",
-        "| arch | params | train step supernet (ms) | train step subnet (ms) | ratio | inference supernet (ms) | inference subnet (ms) | ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        markdown_table(
+            ["arch", "params", "train step supernet (ms)", "train step subnet (ms)", "ratio", "inference supernet (ms)",
+             "inference subnet (ms)", "ratio"],
+            [[r["arch"], r["params"], r["train_ms"]["supernet"], r["train_ms"]["subnet"], r["train_ms"]["ratio"],
+              r["infer_ms"]["supernet"], r["infer_ms"]["subnet"], r["infer_ms"]["ratio"]] for r in rows],
+            "l" + "r" * 7, formats=[None, ",", ".2f", ".2f", ".3f", ".2f", ".2f", ".3f"]),
     ]
-    for r in rows:
-        t, i = r["train_ms"], r["infer_ms"]
-        lines.append(
-            f"| {r['arch']} | {r['params']:,} | {t['supernet']:.2f} | {t['subnet']:.2f} | {t['ratio']:.3f} "
-            f"| {i['supernet']:.2f} | {i['subnet']:.2f} | {i['ratio']:.3f} |"
-        )
     worst_train = max(r["train_ms"]["ratio"] for r in rows)
     worst_infer = max(r["infer_ms"]["ratio"] for r in rows)
     lines += ["", f"Worst ratio: training {worst_train:.3f}, inference {worst_infer:.3f} (target <= 1.05).", ""]

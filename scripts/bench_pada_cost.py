@@ -27,6 +27,7 @@ import torch
 from nasframe.core.space import DataSpec
 from nasframe.hardware import describe_device
 from nasframe.data.base import InMemoryLoader, TensorSplit
+from nasframe.markdown import markdown_table
 from nasframe.sampling.pada import PADASampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.training import SupernetTrainer, TrainerConfig
@@ -108,9 +109,11 @@ def main() -> None:
         f"- setting: {meta['setting']}",
         f"- command: `{meta['command']}` ({meta['date']})",
         "",
-        "| uniform step (ms, median) | PA&DA step (ms, median) | median per-step ratio | PA&DA end-of-epoch update (ms) |",
-        "| ---: | ---: | ---: | ---: |",
-        f"| {row['uniform_ms']:.1f} | {row['pada_ms']:.1f} | {row['median_ratio_per_step']:.3f} | {row['epoch_update_ms']:.1f} |",
+        markdown_table(
+            ["uniform step (ms, median)", "PA&DA step (ms, median)", "median per-step ratio",
+             "PA&DA end-of-epoch update (ms)"],
+            [[row["uniform_ms"], row["pada_ms"], row["median_ratio_per_step"], row["epoch_update_ms"]]],
+            "rrrr", formats=[".1f", ".1f", ".3f", ".1f"]),
         "",
         "Target: ratio <= 1.10.",
         "",

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from nasframe.core.pooling import AvgPool2d
+from nasframe.markdown import markdown_table
 
 #: (batch, channels, size, stride): NB201 C=16 stages at batch 64 and 256, a DARTS reduction pool
 SHAPES = [(64, 16, 32, 32, 1), (64, 32, 16, 16, 1), (64, 64, 8, 8, 1), (256, 16, 32, 32, 1), (64, 16, 32, 32, 2)]
@@ -82,17 +83,17 @@ def main() -> None:
         f"{meta['machine']}",
         f"- median of {args.repeats} calls after 3 warm-up calls; milliseconds",
         "",
-        "| input (N, C, H, W) | stride | forward torch | forward nasframe | speed-up | fwd+bwd torch | fwd+bwd nasframe "
-        "| speed-up | max output diff. | max grad. diff. |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    table = []
     for r in rows:
         f_t, f_n = r["torch_forward_ms"], r["nasframe_forward_ms"]
         b_t, b_n = r["torch_forward_backward_ms"], r["nasframe_forward_backward_ms"]
-        lines.append(f"| {tuple(r['shape'])} | {r['stride']} | {f_t:.2f} | {f_n:.2f} | {f_t / f_n:.1f}x | {b_t:.2f} | "
-                     f"{b_n:.2f} | {b_t / b_n:.1f}x | {r['max_output_difference']:.1e} | "
-                     f"{r['max_gradient_difference']:.1e} |")
-    lines.append("")
+        table.append([tuple(r["shape"]), r["stride"], f_t, f_n, f"{f_t / f_n:.1f}x", b_t, b_n, f"{b_t / b_n:.1f}x",
+                      r["max_output_difference"], r["max_gradient_difference"]])
+    lines += [markdown_table(
+        ["input (N, C, H, W)", "stride", "forward torch", "forward nasframe", "speed-up", "fwd+bwd torch",
+         "fwd+bwd nasframe", "speed-up", "max output diff.", "max grad. diff."],
+        table, "l" + "r" * 9, formats=[None, None, ".2f", ".2f", None, ".2f", ".2f", None, ".1e", ".1e"]), ""]
     (args.out / "bench_pooling.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

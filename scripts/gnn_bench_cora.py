@@ -36,6 +36,7 @@ from nasframe.benchmarks.tabular_search import run_tabular
 from nasframe.cli import compose_config
 from nasframe.config import RankConfig
 from nasframe.hardware import describe_device
+from nasframe.markdown import markdown_table
 from nasframe.rank import run_rank
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -165,23 +166,22 @@ def render(out: Path) -> str:
             f"- benchmark optimum ({TRUTH}): {optimum:.2f}; best in the ranked sample: "
             f"{first['ranking']['metrics']['best_true_accuracy_in_sample']:.2f}",
             "",
-            "| sampler | Kendall tau (test) | Kendall tau (valid) | Spearman (test) | Kendall tau in the true top 10% "
-            "| precision@top-5% | precision@top-10% | best-scored arch: test | selected arch: test (valid) "
-            "| training + selection | scoring |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
+        table = []
         for run in runs:
             r = run["ranking"]
             m, v = r["metrics"], r["against"][ALSO]
             found = run["found_arch"]["benchmark"]
-            lines.append(
-                f"| {run['label']} | {m['kendall_tau']:.3f} | {v['kendall_tau']:.3f} | {m['spearman']:.3f} "
-                f"| {m['kendall_tau_true_top_10pct']:.3f} "
-                f"| {m['precision_at_top_5pct']:.3f} | {m['precision_at_top_10pct']:.3f} "
-                f"| {run['best_scored_arch']['benchmark'][TRUTH]:.2f} | {found[TRUTH]:.2f} ({found[ALSO]:.2f}) "
-                f"| {run['search_seconds'] / 60:.1f} min | {r['scoring']['seconds'] / 60:.1f} min ({r['scoring']['archs']} archs, "
-                f"{r['scoring']['archs_per_second']:.1f}/s) |"
-            )
+            table.append([
+                run["label"], m["kendall_tau"], v["kendall_tau"], m["spearman"], m["kendall_tau_true_top_10pct"],
+                m["precision_at_top_5pct"], m["precision_at_top_10pct"], f"{run['best_scored_arch']['benchmark'][TRUTH]:.2f}",
+                f"{found[TRUTH]:.2f} ({found[ALSO]:.2f})", f"{run['search_seconds'] / 60:.1f} min",
+                f"{r['scoring']['seconds'] / 60:.1f} min ({r['scoring']['archs']} archs, {r['scoring']['archs_per_second']:.1f}/s)"])
+        lines.append(markdown_table(
+            ["sampler", "Kendall tau (test)", "Kendall tau (valid)", "Spearman (test)", "Kendall tau in the true top 10%",
+             "precision@top-5%", "precision@top-10%", "best-scored arch: test", "selected arch: test (valid)",
+             "training + selection", "scoring"],
+            table, "l" + "r" * 10, formats=[None, *[".3f"] * 6, None, None, None, None]))
         lines += ["", "Per run: command, found arch, timings (training / selection / total)."]
         for run in runs:
             lines += [

@@ -24,6 +24,7 @@ from nasframe.data.base import build_dataset
 from nasframe.evaluation.ranking import ranking_metrics
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.evaluation.zero_cost.combine import combine_population
+from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
 PROXIES = ("params", "flops", "synflow", "az_nas")
@@ -71,9 +72,10 @@ def main() -> None:
     lines = ["# Hybrid (supernet + proxies, log-rank sum) against its parts, NB201 CIFAR-10", "",
              f"- the {len(archs)} archs and supernet scores of `{args.ranking}` ({report['protocol']['supernet_epochs']} "
              f"epochs); truth {report['protocol']['truth']}", f"- `{report['protocol']['command']}`, {report['protocol']['date']}",
-             "", "| method | Kendall tau | Spearman | P@10% | true acc. of best-scored |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['method']} | {r['kendall_tau']:.3f} | {r['spearman']:.3f} | {r['precision_at_top_10pct']:.2f} | "
-              f"{r['found_true']:.2f} |" for r in rows]
+             "", markdown_table(
+                 ["method", "Kendall tau", "Spearman", "P@10%", "true acc. of best-scored"],
+                 [[r["method"], r["kendall_tau"], r["spearman"], r["precision_at_top_10pct"], r["found_true"]] for r in rows],
+                 "lrrrr", formats=[None, ".3f", ".3f", ".2f", ".2f"])]
     (args.out / "hybrid_nb201.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -34,6 +34,7 @@ from nasframe.hardware import describe_device
 from nasframe.hardware.external import default_table_path, fit_from_measurements, read_latency_table
 from nasframe.hardware.evaluate import best_prediction_seconds
 from nasframe.hardware.metrics import latency_metrics
+from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
 #: the devices of the table whose column name ends in the batch size (README of the data folder)
@@ -161,18 +162,21 @@ def markdown(report: dict) -> str:
         f"numpy {report['versions']['numpy']}",
         f"- command: `{report['command']}` ({report['date']})",
         "",
-        "| device | batch | median latency (ms) | RMSE (ms) | MAPE (%) | within ±10 % | Kendall tau | within ±10 % over fit sets | tau over fit sets | ceiling within ±10 % | ceiling tau | collapsed archs | MAPE without them (%) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    table = []
     for name, d in report["devices"].items():
         m, s, c = d["held_out"], d["spread_over_fit_sets"], d["in_sample_ceiling"]
-        spread_w = f"{s['within_10pct']['mean']:.3f} ± {s['within_10pct']['std']:.3f}" if s else "-"
-        spread_t = f"{s['kendall_tau']['mean']:.3f} ± {s['kendall_tau']['std']:.3f}" if s else "-"
-        lines.append(
-            f"| {name} | {d['batch_size'] or '-'} | {d['median_latency_ms']:.3f} | {m['rmse_ms']:.3f} | {m['mape_pct']:.2f} | "
-            f"{m['within_10pct']:.3f} | {m['kendall_tau']:.3f} | {spread_w} | {spread_t} | {c['within_10pct']:.3f} | {c['kendall_tau']:.3f} | "
-            f"{m['collapsed_archs']} | {m['mape_pct_without_collapsed']:.2f} |"
-        )
+        table.append([
+            name, d["batch_size"] or None, d["median_latency_ms"], m["rmse_ms"], m["mape_pct"], m["within_10pct"],
+            m["kendall_tau"], f"{s['within_10pct']['mean']:.3f} ± {s['within_10pct']['std']:.3f}" if s else None,
+            f"{s['kendall_tau']['mean']:.3f} ± {s['kendall_tau']['std']:.3f}" if s else None, c["within_10pct"],
+            c["kendall_tau"], m["collapsed_archs"], m["mape_pct_without_collapsed"]])
+    lines.append(markdown_table(
+        ["device", "batch", "median latency (ms)", "RMSE (ms)", "MAPE (%)", "within ±10 %", "Kendall tau",
+         "within ±10 % over fit sets", "tau over fit sets", "ceiling within ±10 %", "ceiling tau", "collapsed archs",
+         "MAPE without them (%)"],
+        table, "l" + "r" * 12,
+        formats=[None, None, ".3f", ".3f", ".2f", ".3f", ".3f", None, None, ".3f", ".3f", None, ".2f"]))
     lines += [
         "",
         f"Predictions per second on the whole population ({speed['population']:,} archs, {speed['timing']}): "

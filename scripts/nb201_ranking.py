@@ -29,6 +29,7 @@ from nasframe.cli import compose_config
 from nasframe.hardware import describe_device
 from nasframe.config import RankConfig
 from nasframe.evaluation.ranking import ScoringStopped
+from nasframe.markdown import markdown_table
 from nasframe.rank import run_rank
 
 from experiment_steps import search_to_the_end  # scripts/ is on the path when a script runs
@@ -113,17 +114,18 @@ def render(summary: dict, report, timing_line: str, stem: str) -> str:
         f"scoring {len(report.archs)} archs {report.seconds / 60:.1f} min ({report.archs_per_second:.2f} archs/s)",
         f"- {timing_line.strip('| ').replace(' | ', ': ')}" if timing_line else "",
         "",
-        "| metric | value |",
-        "| --- | ---: |",
-        f"| Kendall tau | {m['kendall_tau']:.3f} |",
-        f"| Spearman rho | {m['spearman']:.3f} |",
-        f"| precision@top-5% | {m['precision_at_top_5pct']:.3f} |",
-        f"| precision@top-10% | {m['precision_at_top_10pct']:.3f} |",
-        f"| Kendall tau within the true top 10% | {m['kendall_tau_true_top_10pct']:.3f} |",
-        f"| true accuracy of the supernet's best-scored arch (of {len(report.archs)}) | {m['true_accuracy_of_best_scored']:.2f} |",
-        f"| best true accuracy in the sample | {m['best_true_accuracy_in_sample']:.2f} |",
-        f"| evolutionary search: found arch's true CIFAR-10 test accuracy ({summary['found_arch']['queries']} queries) "
-        f"| {summary['found_arch']['cifar10_test_true']:.2f} |",
+        markdown_table(["metric", "value"], [
+            ["Kendall tau", f"{m['kendall_tau']:.3f}"],
+            ["Spearman rho", f"{m['spearman']:.3f}"],
+            ["precision@top-5%", f"{m['precision_at_top_5pct']:.3f}"],
+            ["precision@top-10%", f"{m['precision_at_top_10pct']:.3f}"],
+            ["Kendall tau within the true top 10%", f"{m['kendall_tau_true_top_10pct']:.3f}"],
+            [f"true accuracy of the supernet's best-scored arch (of {len(report.archs)})",
+             f"{m['true_accuracy_of_best_scored']:.2f}"],
+            ["best true accuracy in the sample", f"{m['best_true_accuracy_in_sample']:.2f}"],
+            [f"evolutionary search: found arch's true CIFAR-10 test accuracy ({summary['found_arch']['queries']} queries)",
+             f"{summary['found_arch']['cifar10_test_true']:.2f}"],
+        ], "lr"),
         "",
         f"Found arch: `{summary['found_arch']['native']}`. NAS-Bench-201 optimum: 94.37.",
         "",

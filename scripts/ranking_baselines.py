@@ -22,6 +22,7 @@ from nasframe.core.registry import SPACES
 from nasframe.core.space import DataSpec
 from nasframe.evaluation.ranking import sample_archs
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
+from nasframe.markdown import markdown_table
 from nasframe.rank import trivial_baselines
 
 RESULTS = Path("results")
@@ -73,20 +74,21 @@ def main() -> None:
     out = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"), "entries": entries}
     (RESULTS / "ranking_baselines.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Committed supernet rankings beside their trivial baselines (same archs)", "",
-             f"`{out['command']}`, {out['date']}", "",
-             "| ranking | archs | supernet Kendall tau | #params tau | FLOPs tau | #params P@10% | random P@10% | "
-             "#params: true acc. of best-scored | random: expected |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"`{out['command']}`, {out['date']}", ""]
+    table = []
     for e in entries:
         b = e["baselines"]
         supernet = e["supernet"]
         taus = (f"{supernet['kendall_tau']:.3f}" if "kendall_tau" in supernet
                 else "; ".join(f"{k} {v:.2f}" for k, v in supernet.items()))
-        flops = f"{b['flops']['kendall_tau']:.3f}" if "flops" in b else "-"
-        lines.append(f"| `{e['source']}` | {e['num_archs']} | {taus} | {b['params']['kendall_tau']:.3f} | {flops} | "
-                     f"{b['params']['precision_at_top_10pct']:.2f} | {b['random (expected)']['precision_at_top_10pct']:.2f} | "
-                     f"{b['params']['true_accuracy_of_best_scored']:.2f} | "
-                     f"{b['random (expected)']['true_accuracy_of_best_scored']:.2f} |")
+        table.append([f"`{e['source']}`", e["num_archs"], taus, b["params"]["kendall_tau"],
+                      b["flops"]["kendall_tau"] if "flops" in b else None,
+                      b["params"]["precision_at_top_10pct"], b["random (expected)"]["precision_at_top_10pct"],
+                      b["params"]["true_accuracy_of_best_scored"], b["random (expected)"]["true_accuracy_of_best_scored"]])
+    lines.append(markdown_table(
+        ["ranking", "archs", "supernet Kendall tau", "#params tau", "FLOPs tau", "#params P@10%", "random P@10%",
+         "#params: true acc. of best-scored", "random: expected"],
+        table, "lrlrrrrrr", formats=[None, None, None, ".3f", ".3f", ".2f", ".2f", ".2f", ".2f"]))
     (RESULTS / "ranking_baselines.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -27,6 +27,7 @@ from nasframe.core.space import DataSpec
 from nasframe.evaluation.ranking import ranking_metrics
 from nasframe.evaluation.surrogate import ProxySurrogate
 from nasframe.evaluation.zero_cost.combine import combine_population
+from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
 from zero_cost_ranking import COMBINATIONS, TRUTHS, load_values  # scripts/ is on the path when a script runs
@@ -98,8 +99,8 @@ def markdown(report: dict) -> str:
              f"{p['draws']} draws per N; metrics on the cells not drawn",
              f"- `{p['command']}`, {p['date']}", "",
              "Kendall tau against CIFAR-10 test (mean ± std over draws; C-100 and IN16 columns: the check, never fitted on)",
-             "", "| method | " + " | ".join(f"N={n}" for n in p["labelled"]) + " | C-100 tau (N=100) | IN16 tau (N=100) |",
-             "| --- |" + " ---: |" * (len(p["labelled"]) + 2)]
+             ""]
+    table = []
     methods = list(dict.fromkeys(r["method"] for r in report["rows"]))
     zero_shot = [m for m in methods if m.startswith("zero-shot")]
     best_zero = sorted(zero_shot, key=lambda m: -np.mean([r["kendall_tau"] for r in report["rows"] if r["method"] == m]))[:3]
@@ -111,7 +112,9 @@ def markdown(report: dict) -> str:
         check = [r for r in report["rows"] if r["method"] == method and r["num_labelled"] == 100]
         for truth in ("cifar100_test", "imagenet16_120_test"):
             cells.append(f"{np.mean([r[truth]['kendall_tau'] for r in check]):.3f}" if check else "-")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        table.append([method, *cells])
+    lines.append(markdown_table(["method", *(f"N={n}" for n in p["labelled"]), "C-100 tau (N=100)", "IN16 tau (N=100)"],
+                                table, "l" + "r" * (len(p["labelled"]) + 2)))
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,7 @@ from nasframe.evaluation.ranking import random_ranking_expectation, ranking_metr
 from nasframe.evaluation.zero_cost import PROXIES, ZeroCostConfig, ZeroCostEvaluator
 from nasframe.evaluation.zero_cost.combine import combine_population
 from nasframe.hardware import describe_device
+from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
 TRUTHS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")  # NB201's, for scripts/zero_cost_learned.py
@@ -236,20 +237,20 @@ def markdown(report: dict) -> str:
     lines = [f"# Zero-cost proxies on {title}", "",
              f"- {p['cells']:,} archs ({p['isomorphism_classes']:,} isomorphism classes, each scored once); truth: {p['truth']}",
              f"- space {json.dumps(p['space']['config'])}; data: {p['data']}",
-             f"- `{p['command']}` on {p['machine']}, torch {p['torch']}, {p['date']}; scored by {p.get('scored_by', '-')}", "",
-             f"| method | archs scored | {first} tau | published tau | Spearman | P@5% | P@10% | tau in top 10% | "
-             + " | ".join(f"{t} tau" for t in others) + " | s / arch |",
-             "| --- |" + " ---: |" * (9 + len(others))]
+             f"- `{p['command']}` on {p['machine']}, torch {p['torch']}, {p['date']}; scored by {p.get('scored_by', '-')}", ""]
+    table = []
     for r in sorted(report["rows"], key=lambda r: -r[first]["kendall_tau"]):
         m = r[first]
-        published = r.get("published_kendall_tau")
         spent = r.get("seconds_per_arch")
-        lines.append(
-            f"| {r['method']} | {r['num_archs']:,}{'' if r['complete'] else ' (partial)'} | {m['kendall_tau']:.3f} | "
-            f"{published if published is not None else '-'} | {m['spearman']:.3f} | "
-            f"{m['precision_at_top_5pct']:.3f} | {m['precision_at_top_10pct']:.3f} | "
-            f"{m['kendall_tau_true_top_10pct']:.3f} | " + " | ".join(f"{r[t]['kendall_tau']:.3f}" for t in others)
-            + f" | {f'{spent:.3f}' if spent else '-'} |")
+        table.append([r["method"], f"{r['num_archs']:,}{'' if r['complete'] else ' (partial)'}", m["kendall_tau"],
+                      r.get("published_kendall_tau"), m["spearman"], m["precision_at_top_5pct"],
+                      m["precision_at_top_10pct"], m["kendall_tau_true_top_10pct"],
+                      *(r[t]["kendall_tau"] for t in others), f"{spent:.3f}" if spent else None])
+    fmt = ".3f"
+    lines.append(markdown_table(
+        ["method", "archs scored", f"{first} tau", "published tau", "Spearman", "P@5%", "P@10%", "tau in top 10%",
+         *(f"{t} tau" for t in others), "s / arch"],
+        table, "l" + "r" * (8 + len(others)), formats=[None, None, fmt, None, fmt, fmt, fmt, fmt, *(fmt for _ in others), None]))
     return "\n".join(lines) + "\n"
 
 

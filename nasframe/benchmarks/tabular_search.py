@@ -27,6 +27,7 @@ import numpy as np
 from nasframe.benchmarks.base import TabularBenchmark
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
+from nasframe.markdown import markdown_table
 from nasframe.selection.base import Evaluation, Selector
 from nasframe.selection.baselines import find_largest
 from nasframe.selection.random_search import RandomSearch
@@ -133,17 +134,15 @@ def render_markdown(result: dict[str, Any], checkpoints: tuple[int, ...] = (10, 
         f"Search on `{p['search_metric']}`, report `{p['report_metric']}` of the incumbent; "
         f"{len(p['seeds'])} seeds, up to {p['max_queries']} queries. Optimum: {result['optimum']:.2f}.",
         "",
-        "| selector | " + " | ".join(f"{q} queries" for q in marks) + " |",
-        "| --- | " + " | ".join("---:" for _ in marks) + " |",
     ]
-    for label, r in result["selectors"].items():
-        cells = [f"{r['mean'][q - 1]:.2f} ± {r['std'][q - 1]:.2f}" for q in marks]
-        lines.append(f"| {_baseline_label(result, label)} | " + " | ".join(cells) + " |")
+    rows = [[_baseline_label(result, label)] + [f"{r['mean'][q - 1]:.2f} ± {r['std'][q - 1]:.2f}" for q in marks]
+            for label, r in result["selectors"].items()]
     largest = result.get("baselines", {}).get("largest_arch")
+    value = largest["report_metric"] if largest is not None else None
     if largest is not None:
-        value = largest["report_metric"]
-        cells = [f"{value:.2f}" if value is not None else "-" for _ in marks]
-        lines.append("| largest arch (baseline, no queries) | " + " | ".join(cells) + " |")
+        rows.append(["largest arch (baseline, no queries)"] + [None if value is None else f"{value:.2f}" for _ in marks])
+    lines.append(markdown_table(["selector"] + [f"{q} queries" for q in marks], rows, "l" + "r" * len(marks)))
+    if largest is not None:
         native = largest["arch"]  # in a code span outside a table: no escaping
         lines += [
             "",

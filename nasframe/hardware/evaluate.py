@@ -39,6 +39,7 @@ from nasframe.hardware.latency import resolve_device
 from nasframe.hardware.lut import LatencyAdapter, MeasureSettings, build_lut, measure_archs
 from nasframe.hardware.metrics import latency_metrics
 from nasframe.hardware.predictor import LatencyPredictor
+from nasframe.markdown import markdown_table
 
 
 def distinct_archs(space: SearchSpace, count: int, rng: np.random.Generator, exclude: set[Arch] = frozenset()) -> list[Arch]:
@@ -185,11 +186,12 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- versions: python {report['versions']['python']}, torch {report['versions']['torch']}, numpy {report['versions']['numpy']}",
         f"- command: `{report.get('command', '')}` ({report['date']}, {report['seconds']:.0f} s)",
         "",
-        "| predictor (held-out archs) | RMSE (ms) | MAPE (%) | within ±10 % | Kendall tau |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        markdown_table(
+            ["predictor (held-out archs)", "RMSE (ms)", "MAPE (%)", "within ±10 %", "Kendall tau"],
+            [[name, m["rmse_ms"], m["mape_pct"], m["within_10pct"], m["kendall_tau"]]
+             for name, m in report["held_out_metrics"].items()],
+            "lrrrr", formats=[None, ".4f", ".2f", ".3f", ".3f"]),
     ]
-    for name, m in report["held_out_metrics"].items():
-        lines.append(f"| {name} | {m['rmse_ms']:.4f} | {m['mape_pct']:.2f} | {m['within_10pct']:.3f} | {m['kendall_tau']:.3f} |")
     held = report["measured_held_out_ms"]
     lines += [
         "",

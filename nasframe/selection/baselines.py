@@ -26,6 +26,7 @@ import numpy as np
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError, NasframeError
+from nasframe.markdown import markdown_table
 from nasframe.selection.base import Evaluate, SelectionResult, sample_satisfying
 from nasframe.selection.constraints import Constraint, ParamBudget, satisfies
 from nasframe.selection.random_search import RandomSearch
@@ -473,11 +474,6 @@ def baseline_rows(
     ]
 
 
-def _cell(text: str) -> str:
-    """``text`` as inline code in a markdown table cell (``|``, as in NAS-Bench-201 strings, escaped)."""
-    return "`" + text.replace("|", "\\|") + "`"
-
-
 def _number(value: float | None, percent: bool) -> str:
     if value is None:
         return "-"
@@ -504,12 +500,12 @@ def render_baselines(
         heading, "",
         f"Every row is scored by the same evaluator{where}; random search evaluates as many archs as the "
         "selection did.", "",
-        "| " + " | ".join(header) + " |",
-        "| --- | --- | " + " | ".join("---:" for _ in header[2:]) + " |",
     ]
-    for r in rows:
-        cells = [r.label, _cell(r.native), _number(r.score, False), f"{r.params:,}"]
+    table = []
+    for r in rows:  # markdown_table escapes the "|" of NAS-Bench-201 strings, also inside the code span
+        cells = [r.label, f"`{r.native}`", _number(r.score, False), f"{r.params:,}"]
         cells += [_number(r.test_accuracy, True)] if has_test else []
         cells += [_number(r.true_accuracy, True)] if has_true else []
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    lines.append(markdown_table(header, table, "ll" + "r" * (len(header) - 2)))
     return "\n".join(lines) + "\n"
