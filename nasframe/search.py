@@ -21,6 +21,7 @@ from torch import nn
 
 from nasframe.config import SearchConfig
 from nasframe.core.arch import Arch
+from nasframe.core.arch_weights import ArchitectureWeights
 from nasframe.core.graph import bind_graph
 from nasframe.core.registry import SPACES
 from nasframe.core.settings import settings_from
@@ -35,13 +36,16 @@ from nasframe.evaluation.learned import LearnedConfig, LearnedEvaluator
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
+from nasframe.markdown import markdown_table
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.search_baselines import SearchBaselines, baseline_section, measure_baselines
-from nasframe.selection.base import Evaluation, SelectionResult, Selector, build_selector, check_sampler
+from nasframe.selection.base import (Evaluation, SelectionResult, Selector, SelectorInputs, Tune, build_selector,
+                                     check_architecture_weights)
 from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
 from nasframe.training.checkpoint import resolve_checkpoint
 from nasframe.training.distributed import DistributedContext
+from nasframe.training.finetune import finetune
 from nasframe.training.trainer import SupernetTrainer, TrainerConfig
 
 log = logging.getLogger("nasframe.search")
@@ -115,7 +119,7 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     if is_training_free(evaluator_cfg) and selector.needs_supernet:
         raise ConfigError(f"selector={selector.name} reads the trained supernet; evaluator=zero_cost trains none: use "
                           "selector=evolutionary or selector=random")
-    check_sampler(selector, sampler)
+    check_architecture_weights(selector, sampler)
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
     resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
     constraints = build_constraints(cfg.constraints, space)
@@ -202,8 +206,7 @@ def train_supernet(setup: SearchSetup, run_dir: Path, writer: Any = None, until_
         transform=setup.data.train_transform, data_order=setup.sampler.data_order(len(setup.data.train)),
     )
     arch_loader = None
-    if getattr(setup.sampler, "wants_arch_batches", False):  # DARTS: architecture steps on the valid split
-        setup.sampler.to(setup.device)
+    if setup.sampler.needs_arch_batches:  # DARTS: architecture steps on the valid split
         arch_loader = InMemoryLoader(
             setup.data.valid.to(setup.device), setup.trainer.batch_size, seed=setup.cfg.seed + 1,
             transform=setup.data.train_transform,
@@ -277,7 +280,7 @@ def make_zero_cost_evaluator(setup: SearchSetup, config: ZeroCostConfig | None =
                              prepare=setup.data.prepare, device=setup.device)
 
 
-def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Any:
+def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Tune:
     """``tune(steps, space)`` for selectors that fine-tune between decisions: train ``steps`` more steps at a
     tenth of the training learning rate (as DARTS-PT) -- with the trained sampler (a differentiable one keeps
     training its undecided alpha), or with uniform paths from ``space`` when given -- then forget the
@@ -286,17 +289,23 @@ def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int
 
     def tune(steps: int, space: SearchSpace | None = None) -> None:
         calls[0] += 1
-        original = trainer.sampler
-        if space is not None:
-            trainer.sampler = UniformSampler(space, seed=seed * 1000 + calls[0])
-        try:
-            loss = trainer.finetune(steps, trainer.config.lr / 10, seed=seed * 1000 + calls[0])
-        finally:
-            trainer.sampler = original
+        sampler = trainer.sampler if space is None else UniformSampler(space, seed=seed * 1000 + calls[0])
+        loss = finetune(trainer, sampler, steps, trainer.config.lr / 10, seed=seed * 1000 + calls[0])
         evaluator.clear_cache()
         log.info("fine-tuned %d steps (mean loss %.4f)", steps, loss)
 
     return tune
+
+
+def selector_inputs(trainer: SupernetTrainer, evaluator: Any, seed: int) -> SelectorInputs:
+    """What selectors that work on the trained supernet may use: the architecture weights of a differentiable
+    method, fine-tuning, and (with a supernet evaluator) the accuracy of a mixture."""
+    supernet_evaluator = isinstance(evaluator, SupernetEvaluator)
+    return SelectorInputs(
+        architecture=trainer.sampler if isinstance(trainer.sampler, ArchitectureWeights) else None,
+        tune=make_tuner(trainer, evaluator, seed) if supernet_evaluator else None,
+        mixture_accuracy=evaluator.mixture_accuracy if supernet_evaluator else None,
+    )
 
 
 def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOutcome | None:
@@ -367,11 +376,11 @@ def _select_and_export(
 ) -> SearchOutcome | None:
     cfg, space, data = setup.cfg, setup.space, setup.data
     supernet, history = trainer.supernet, trainer.history
-    if getattr(trainer.sampler, "trains_one_part", False):
+    if trainer.sampler.trains_one_part:
         if writer is not None:
             writer.close()
-        log.info("trained sub-supernet %d only (sampler.train_only); when every sub-supernet's job has finished, "
-                 "merge them with: nasframe merge <their run dirs> --out <dir>", trainer.sampler.config.train_only)
+        log.info("this job trained one part of the supernet (%s); when every part's job has finished, merge them "
+                 "with: nasframe merge <their run dirs> --out <dir>", trainer.sampler.describe_structure())
         return None
     if trainer.epoch < setup.trainer.epochs:
         writer.close()
@@ -382,8 +391,7 @@ def _select_and_export(
     # -- select -----------------------------------------------------------------------------------------
     select_started = time.perf_counter()
     evaluator = make_evaluator(setup, supernet)
-    result = select_or_evaluate_given(setup, evaluator, supernet=supernet, sampler=trainer.sampler,
-                                      tune=make_tuner(trainer, evaluator, cfg.seed))
+    result = select_or_evaluate_given(setup, evaluator, selector_inputs(trainer, evaluator, cfg.seed))
     select_seconds = time.perf_counter() - select_started
     write_selection(result, space, run_dir, writer)
     valid_accuracy = evaluator.accuracy_of(result.arch)  # a hybrid's score is a rank sum, not the accuracy
@@ -447,12 +455,13 @@ def _select_and_export(
     return outcome
 
 
-def select_or_evaluate_given(setup: SearchSetup, evaluator: Any, **selector_inputs: Any) -> SelectionResult:
+def select_or_evaluate_given(setup: SearchSetup, evaluator: Any,
+                             inputs: SelectorInputs = SelectorInputs()) -> SelectionResult:
     """The selector's result with ``evaluator``; or, when the run names an arch (``arch=...``), that arch scored alone.
-    ``selector_inputs`` are what a selector may read besides the evaluator (supernet, sampler, tune)."""
+    ``inputs`` are what a selector may read besides the evaluator (:class:`SelectorInputs`)."""
     if setup.fixed_arch is None:
         return setup.selector.select(setup.space, evaluator, constraints=setup.constraints, seed=setup.cfg.seed,
-                                     **selector_inputs)
+                                     inputs=inputs)
     score = evaluator(setup.fixed_arch)
     log.info("arch given: %s", setup.space.format(setup.fixed_arch))
     return SelectionResult(setup.fixed_arch, score, [Evaluation(setup.fixed_arch, score, 1)])
@@ -470,10 +479,9 @@ def _pareto_section(result: SelectionResult) -> list[str]:
     front = result.details.get("pareto_front")
     if not front:
         return []
-    lines = ["## Accuracy / predicted latency Pareto front of the evaluated archs", "",
-             "| predicted latency (ms) | valid accuracy | arch |", "| ---: | ---: | --- |"]
-    lines += [f"| {p['latency_ms']:.3f} | {p['score']:.2f}% | `{p['arch']}` |" for p in front]
-    return [*lines, ""]
+    table = markdown_table(["predicted latency (ms)", "valid accuracy", "arch"],
+                           [[f"{p['latency_ms']:.3f}", f"{p['score']:.2f}%", f"`{p['arch']}`"] for p in front], "rrl")
+    return ["## Accuracy / predicted latency Pareto front of the evaluated archs", "", table, ""]
 
 
 def _recalibration(cfg: DictConfig, space: SearchSpace) -> str:
@@ -515,16 +523,16 @@ def render_report(
         "",
         f"    {outcome.native}",
         "",
-        "| metric | value |",
-        "| --- | --- |",
-        f"| valid accuracy, supernet weights | {outcome.valid_accuracy:.2f}% |",
-        *([f"| predicted latency ({latency.predictor.key.device}) | {latency.latency(result.arch):.3f} ms |"]
-          if latency is not None else []),
-        f"| test accuracy, exported subnet (inherited weights, no retraining) | {outcome.test_accuracy:.2f}% |",
-        f"| parameters | {outcome.params:,} |",
-        f"| max abs difference, exported subnet vs supernet path | {outcome.export_max_abs_diff:.3g} |",
-        f"| time: training / selection / baselines / total | {timings['train']:.1f} s / {timings['select']:.1f} s / "
-        f"{timings.get('baselines', 0.0):.1f} s / {timings['total']:.1f} s |",
+        markdown_table(["metric", "value"], [
+            ["valid accuracy, supernet weights", f"{outcome.valid_accuracy:.2f}%"],
+            *([[f"predicted latency ({latency.predictor.key.device})", f"{latency.latency(result.arch):.3f} ms"]]
+              if latency is not None else []),
+            ["test accuracy, exported subnet (inherited weights, no retraining)", f"{outcome.test_accuracy:.2f}%"],
+            ["parameters", f"{outcome.params:,}"],
+            ["max abs difference, exported subnet vs supernet path", f"{outcome.export_max_abs_diff:.3g}"],
+            ["time: training / selection / baselines / total", f"{timings['train']:.1f} s / {timings['select']:.1f} s / "
+             f"{timings.get('baselines', 0.0):.1f} s / {timings['total']:.1f} s"],
+        ]),
         "",
         *(baseline_section(baselines, constraints) if baselines else []),
         *_pareto_section(result),

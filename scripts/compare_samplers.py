@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.cli import compose_config
 from nasframe.config import RankConfig
+from nasframe.markdown import markdown_table
 from nasframe.rank import run_rank
 
 from experiment_steps import search_to_the_end  # scripts/ is on the path when a script runs
@@ -35,6 +36,7 @@ from experiment_steps import search_to_the_end  # scripts/ is on the path when a
 METHODS = {
     "uniform": ["sampler=uniform"],
     "pada": ["sampler=pada"],
+    "fairnas": ["sampler=fairnas"],  # same epochs: m = 5 paths per step, 5x uniform's forward/backward passes
     "fewshot-exhaustive": ["sampler=fewshot", "sampler.split=exhaustive", "sampler.choice=edge_1_0"],
     "fewshot-gradient": ["sampler=fewshot", "sampler.split=gradient", "sampler.max_subnets=4", "sampler.grad_batches=2"],
 }
@@ -156,9 +158,8 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
         f"- ranking: the same {args.num_archs} archs (sample_seed {args.sample_seed}) for every run, scored on "
         f"{_images(cfg.dataset, 'valid_limit')} valid images, BN recalibrated; truth NAS-Bench-201 cifar10_test",
         "",
-        "| method | seeds | Kendall tau | Spearman | P@top-5% | P@top-10% | true acc. of best-scored | found arch (evolution) | time per run |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    table = []
     for method in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == method]
 
@@ -169,9 +170,12 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
             return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 
         minutes = statistics.mean(r["search_seconds"] + r["scoring_seconds"] for r in rs) / 60
-        lines.append(f"| {method} | {', '.join(str(r['seed']) for r in rs)} | {cell('kendall_tau')} | {cell('spearman')} | "
-                     f"{cell('precision_at_top_5pct', 2)} | {cell('precision_at_top_10pct', 2)} | "
-                     f"{cell('true_accuracy_of_best_scored', 2)} | {cell('found_true', 2)} | {minutes:.1f} min |")
+        table.append([method, ", ".join(str(r["seed"]) for r in rs), cell("kendall_tau"), cell("spearman"),
+                      cell("precision_at_top_5pct", 2), cell("precision_at_top_10pct", 2),
+                      cell("true_accuracy_of_best_scored", 2), cell("found_true", 2), f"{minutes:.1f} min"])
+    lines.append(markdown_table(
+        ["method", "seeds", "Kendall tau", "Spearman", "P@top-5%", "P@top-10%", "true acc. of best-scored",
+         "found arch (evolution)", "time per run"], table, "llrrrrrrr"))
     lines += ["", "Mean ± standard deviation over seeds (a single value where one seed has run)."]
     if missing:
         lines += ["", f"Still to run (the comparison resumes with the same command): {', '.join(missing)}."]

@@ -28,7 +28,8 @@ from omegaconf import OmegaConf
 from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.cli import CONFIG_DIR
 from nasframe.config import register_configs
-from nasframe.search import make_evaluator, make_tuner, setup_search, train_supernet
+from nasframe.markdown import markdown_table
+from nasframe.search import make_evaluator, selector_inputs, setup_search, train_supernet
 from nasframe.selection.magnitude import MagnitudeSelector
 from nasframe.selection.perturbation import PerturbationSelector
 
@@ -50,15 +51,16 @@ def run_seed(experiment: str, seed: int, run_dir: Path, benchmark: NB201Benchmar
     start = time.perf_counter()
     trainer = train_supernet(setup, run_dir, writer)
     train_seconds = time.perf_counter() - start
-    space, sampler = setup.space, trainer.sampler
+    space = setup.space
     evaluator = make_evaluator(setup, trainer.supernet)
     row: dict = {"seed": seed, "train_seconds": train_seconds, "epochs": cfg.trainer.epochs}
     start = time.perf_counter()
-    magnitude = MagnitudeSelector().select(space, evaluator, sampler=sampler, seed=seed)
+    inputs = selector_inputs(trainer, evaluator, seed)
+    magnitude = MagnitudeSelector().select(space, evaluator, seed=seed, inputs=inputs)
     row["magnitude_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     perturbation = PerturbationSelector(**{k: v for k, v in cfg.selector.items() if k != "name"}).select(
-        space, evaluator, sampler=sampler, seed=seed, tune=make_tuner(trainer, evaluator, seed)
+        space, evaluator, seed=seed, inputs=inputs
     )
     row["perturbation_seconds"] = time.perf_counter() - start
     for label, result in (("magnitude", magnitude), ("perturbation", perturbation)):
@@ -121,20 +123,20 @@ def write(args: argparse.Namespace, rows: list[dict], cfg) -> None:
         f"{sel.tune_steps} fine-tuning steps (lr {t.lr / 10}) after each decision, random edge order (seeded)",
         "- truth: NAS-Bench-201 cifar10_test (200-epoch training, mean over seeds); optimum 94.37",
         "",
-        "| seed | selector | arch | true test acc. | skip edges | conv edges | time |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
+        markdown_table(
+            ["seed", "selector", "arch", "true test acc.", "skip edges", "conv edges", "time"],
+            [[r["seed"], label, f"`{r[label]['arch']}`", f"{r[label]['true_cifar10_test']:.2f}",
+              r[label]["skip_connect_edges"], r[label]["parametric_edges"], f"{r[f'{label}_seconds']:.0f} s"]
+             for r in rows for label in ("magnitude", "perturbation")],
+            "rllrrrr"),
+        "",
     ]
-    for r in rows:
-        for label in ("magnitude", "perturbation"):
-            m = r[label]
-            seconds = r[f"{label}_seconds"]
-            lines.append(f"| {r['seed']} | {label} | `{m['arch']}` | {m['true_cifar10_test']:.2f} | "
-                         f"{m['skip_connect_edges']} | {m['parametric_edges']} | {seconds:.0f} s |")
-    lines += ["", "| selector | mean true test acc. over seeds | paper (C=16 N=5, 50 epochs) |", "| --- | ---: | ---: |"]
+    means = []
     for label in ("magnitude", "perturbation"):
         values = [r[label]["true_cifar10_test"] for r in rows]
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-        lines.append(f"| {label} | {statistics.mean(values):.2f} ± {spread:.2f} | {ANCHORS[label]} |")
+        means.append([label, f"{statistics.mean(values):.2f} ± {spread:.2f}", ANCHORS[label]])
+    lines.append(markdown_table(["selector", "mean true test acc. over seeds", "paper (C=16 N=5, 50 epochs)"], means, "lrr"))
     train_minutes = statistics.mean(r["train_seconds"] for r in rows) / 60
     lines += ["", f"Supernet training: {train_minutes:.1f} min per seed (mean).", ""]
     Path(f"{stem}.md").write_text("\n".join(lines))

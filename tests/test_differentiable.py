@@ -18,6 +18,7 @@ from nasframe.data.base import CyclingBatches, InMemoryLoader, TensorSplit
 from nasframe.errors import ConfigError, InvalidArchError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator
 from nasframe.sampling.darts import DARTSSampler
+from nasframe.selection.base import SelectorInputs
 from nasframe.selection.magnitude import MagnitudeSelector, magnitude_arch
 from nasframe.selection.perturbation import PerturbationSelector
 from nasframe.training import SupernetTrainer, TrainerConfig
@@ -175,9 +176,12 @@ def test_magnitude_rule_keeps_the_two_strongest_edges_per_darts_node():
 
 def test_magnitude_selector_needs_a_differentiable_sampler(tiny_space):
     from nasframe.sampling.uniform import UniformSampler
+    from nasframe.selection.base import check_architecture_weights
 
     with pytest.raises(ConfigError, match="sampler=darts"):
-        MagnitudeSelector().select(tiny_space, lambda a: 0.0, sampler=UniformSampler(tiny_space))
+        MagnitudeSelector().select(tiny_space, lambda a: 0.0)
+    with pytest.raises(ConfigError, match="not sampler=uniform"):  # refused before training starts
+        check_architecture_weights(MagnitudeSelector(), UniformSampler(tiny_space))
 
 
 # -- perturbation on a supernet whose answer is known by construction ---------------------------------------
@@ -277,12 +281,17 @@ def toy():
 RIGHT = Arch(e0="half_a", e1="half_b", e2="none", gate="pass")
 
 
+def differentiable(evaluator, sampler):
+    """What a search gives selectors on a DARTS supernet: the architecture weights and the mixture's accuracy."""
+    return SelectorInputs(architecture=sampler, mixture_accuracy=evaluator.mixture_accuracy)
+
+
 def test_perturbation_finds_the_known_cell_where_magnitude_does_not(toy):
     space, supernet, evaluator, sampler = toy
     assert evaluator(RIGHT) == 100.0
-    wrong = MagnitudeSelector().select(space, evaluator, sampler=sampler)
+    wrong = MagnitudeSelector().select(space, evaluator, inputs=SelectorInputs(architecture=sampler))
     assert wrong.arch["e2"] == "noise" and wrong.arch["e0"] == "noise"
-    result = PerturbationSelector().select(space, evaluator, sampler=sampler, seed=0)
+    result = PerturbationSelector().select(space, evaluator, seed=0, inputs=differentiable(evaluator, sampler))
     assert result.arch == RIGHT and result.score == 100.0
     decisions = result.details["decisions"]
     assert [d["step"] for d in decisions] == ["operation"] * 4 + ["topology"]
@@ -302,7 +311,8 @@ def test_perturbation_on_a_single_path_supernet_uses_sampled_completions(toy):
 def test_perturbation_fine_tunes_between_decisions(toy):
     space, supernet, evaluator, sampler = toy
     calls = []
-    PerturbationSelector(tune_steps=3).select(space, evaluator, sampler=sampler, tune=lambda steps, sub: calls.append((steps, sub)))
+    tuned = SelectorInputs(sampler, lambda steps, sub: calls.append((steps, sub)), evaluator.mixture_accuracy)
+    PerturbationSelector(tune_steps=3).select(space, evaluator, inputs=tuned)
     assert calls == [(3, None)] * 5  # 4 operation decisions and 1 topology group
     with pytest.raises(ConfigError, match="fine-tuning hook"):
-        PerturbationSelector(tune_steps=3).select(space, evaluator, sampler=sampler)
+        PerturbationSelector(tune_steps=3).select(space, evaluator, inputs=differentiable(evaluator, sampler))

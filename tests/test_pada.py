@@ -13,7 +13,7 @@ from nasframe.data.base import InMemoryLoader
 from nasframe.errors import ConfigError
 from nasframe.sampling.pada import PADAData, PADASampler
 from nasframe.training import SupernetTrainer, TrainerConfig
-from nasframe.training.trainer import logit_gradient_norms
+from nasframe.sampling.pada import logit_gradient_norms
 from search_spaces.nb201 import NB201Space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -31,10 +31,10 @@ def test_path_probabilities_match_hand_computed_norms():
     space = NB201Space()
     sampler = PADASampler(space, seed=0)
     # edge_1_0: conv3x3 seen twice (norms 2 and 4, mean 3), conv1x1 once (norm 1); parameter-free ops: no norm
-    sampler.observe(arch_with(space, "nor_conv_3x3"), {"path_grad_norms": norms(space, 2.0)})
-    sampler.observe(arch_with(space, "nor_conv_3x3"), {"path_grad_norms": norms(space, 4.0, only={"edge_1_0"})})
-    sampler.observe(arch_with(space, "nor_conv_1x1"), {"path_grad_norms": norms(space, 1.0)})
-    sampler.observe(arch_with(space, "skip_connect"), {"path_grad_norms": norms(space, None)})
+    sampler.record(arch_with(space, "nor_conv_3x3"), norms(space, 2.0))
+    sampler.record(arch_with(space, "nor_conv_3x3"), norms(space, 4.0, only={"edge_1_0"}))
+    sampler.record(arch_with(space, "nor_conv_1x1"), norms(space, 1.0))
+    sampler.record(arch_with(space, "skip_connect"), norms(space, None))
     sampler.end_epoch(epoch=3, epochs=4)  # tau = 3/4
     tau = 0.75
     # edge_1_0: importance (0, 0, 1, 3, 0) / 4
@@ -49,10 +49,10 @@ def test_first_epoch_is_uniform_and_parameter_free_options_keep_only_the_uniform
     space = NB201Space()
     sampler = PADASampler(space, seed=0)
     assert all(p == pytest.approx(0.2) for p in sampler.prob["edge_3_2"])
-    sampler.observe(arch_with(space, "nor_conv_3x3"), {"path_grad_norms": norms(space, 5.0)})
+    sampler.record(arch_with(space, "nor_conv_3x3"), norms(space, 5.0))
     sampler.end_epoch(epoch=0, epochs=10)  # tau = 0: still uniform after the first epoch
     assert sampler.prob["edge_3_2"] == pytest.approx([0.2] * 5)
-    sampler.observe(arch_with(space, "nor_conv_3x3"), {"path_grad_norms": norms(space, 5.0)})
+    sampler.record(arch_with(space, "nor_conv_3x3"), norms(space, 5.0))
     sampler.end_epoch(epoch=5, epochs=10)  # tau = 0.5
     assert sampler.prob["edge_3_2"] == pytest.approx([0.1, 0.1, 0.1, 0.6, 0.1])
 
@@ -60,8 +60,8 @@ def test_first_epoch_is_uniform_and_parameter_free_options_keep_only_the_uniform
 def test_shared_distribution_pools_all_choices():
     space = NB201Space()
     sampler = PADASampler(space, seed=0, share_across_choices=True)
-    sampler.observe(arch_with(space, "nor_conv_3x3").replace(edge_1_0="nor_conv_1x1"),
-                    {"path_grad_norms": {**norms(space, 3.0), "edge_1_0": torch.tensor(6.0)}})
+    sampler.record(arch_with(space, "nor_conv_3x3").replace(edge_1_0="nor_conv_1x1"),
+                   {**norms(space, 3.0), "edge_1_0": torch.tensor(6.0)})
     sampler.end_epoch(epoch=2, epochs=2)  # tau = 1: pure importance
     assert sampler.prob["edge_1_0"] == pytest.approx([0, 0, 6 / 9, 3 / 9, 0])
     assert all(np.array_equal(p, sampler.prob["edge_1_0"]) for p in sampler.prob.values())
@@ -81,8 +81,8 @@ def test_data_probabilities_and_visit_frequencies():
     data = PADAData(num_examples=4, tau_max=1.0)
     g = torch.Generator().manual_seed(0)
     assert sorted(data.order(4, g).tolist()) == [0, 1, 2, 3]  # first epoch: every example once
-    data.observe(torch.tensor([0, 1, 2]), {"logit_grad_norm": torch.tensor([1.0, 2.0, 3.0])})
-    data.observe(torch.tensor([2]), {"logit_grad_norm": torch.tensor([5.0])})  # example 2: mean of 3 and 5 = 4
+    data.observe(torch.tensor([0, 1, 2]), torch.tensor([1.0, 2.0, 3.0]))
+    data.observe(torch.tensor([2]), torch.tensor([5.0]))  # example 2: mean of 3 and 5 = 4
     data.end_epoch(epoch=1, epochs=2)  # tau = 1/2; example 3 unseen -> importance 0
     expected = 0.5 * torch.tensor([1, 2, 4, 0]) / 7 + 0.5 / 4
     assert torch.allclose(data.prob, expected)
@@ -192,7 +192,7 @@ def test_elastic_choices_record_the_gradient_norm_of_the_weights_their_option_ru
     assert result[kernel_choice(2, 3)] is None and result[expand_choice(2, 4)] is None  # skipped blocks
 
     sampler = PADASampler(space, seed=0)
-    sampler.observe(arch, {"path_grad_norms": result})
+    sampler.record(arch, result)
     sampler.end_epoch(epoch=1, epochs=2)  # tau = 1/2: the options seen get more than the uniform share
     assert sampler.prob[depth_choice(2)][space.choice(depth_choice(2)).index("2")] > 1 / 3
     assert sampler.prob[kernel_choice(2, 3)] == pytest.approx([1 / 3] * 3)  # never ran: uniform

@@ -83,18 +83,19 @@ class DatasetSplits:
 class DataOrder:
     """Which training examples an epoch visits, in which order. The default visits each once, shuffled.
 
-    Adaptive data samplers (PA&DA) override :meth:`order`, receive per-example statistics through
-    :meth:`observe`, and update at :meth:`end_epoch`; their state is checkpointed with the trainer's.
+    Adaptive data samplers (PA&DA) override :meth:`order`, compute their per-example statistics from every
+    training batch's outputs in :meth:`observe_batch`, and update at :meth:`end_epoch`; their state is checkpointed
+    with the trainer's.
     """
-
-    #: set by data samplers that need per-example ``stats["logit_grad_norm"]`` in :meth:`observe`
-    wants_logit_grad_norms = False
 
     def order(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randperm(n, generator=generator)
 
-    def observe(self, indices: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
-        """Per-example statistics of a training batch (``indices`` into the split)."""
+    def observe_batch(self, indices: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                      gather: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """A training step's detached ``logits`` and ``targets`` for this rank's slice of the batch whose examples
+        are ``indices`` (into the split, the whole global batch); ``gather`` turns a per-example tensor of this
+        rank's slice into the global batch's. The default records nothing."""
 
     def end_epoch(self, epoch: int, epochs: int) -> None:
         """Called after epoch ``epoch`` (0-based) of ``epochs``."""

@@ -1,9 +1,12 @@
-"""The PathSampler interface.
+"""The PathSampler interface: a training method's own room.
 
-A path sampler proposes the arch a single-path supernet trains at each step (``sample``). A multi-path sampler
-(``multi_path = True``, e.g. the sandwich rule) proposes several archs per step instead (``sample_group``, a
-:class:`PathGroup`): the trainer accumulates the gradients of all of them before one optimiser step. Adaptive
-samplers receive the step's statistics back (``observe``). All sampler state, random stream included, is in
+A path sampler proposes the arch a single-path supernet trains at each step (``sample``) and owns the step
+itself (:meth:`PathSampler.train_step`): the default trains the sampled path on the batch; a method overrides it
+to do its own work (DARTS's architecture step, the sandwich rule's several paths and distillation, FairNAS's
+strictly fair paths) through the trainer's :class:`~nasframe.training.step.StepContext`. Every other capability
+the trainer or a selector uses is declared here, with its default: ``needs_arch_batches``, ``to``,
+``before_update`` (gradient statistics, PA&DA), ``observe``, ``end_epoch``, ``data_order``, ``restructure`` /
+``rebuild`` (few-shot splits), ``trains_one_part``. All sampler state, random stream included, is in
 ``state_dict`` so that a resumed run continues the same sequence of paths.
 """
 
@@ -11,10 +14,10 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from nasframe.core.arch import Arch
@@ -22,35 +25,12 @@ from nasframe.core.registry import SAMPLERS
 from nasframe.core.settings import Configurable
 from nasframe.core.space import SearchSpace
 from nasframe.data.base import DataOrder
-from nasframe.errors import ConfigError
+from nasframe.sampling.group import PathGroup
 
+if TYPE_CHECKING:  # the training package imports the samplers
+    from nasframe.training.step import StepContext, StepResult
 
-@dataclass(frozen=True)
-class PathGroup:
-    """The archs of one multi-path training step, trained in turn (see :meth:`order`), with their gradients summed
-    before one optimiser step.
-
-    With a ``teacher`` (an index into ``paths``), that path is trained first, on the labels, and every other path
-    on the soft cross-entropy to the teacher's detached softened predictions ``softmax(z_teacher / temperature)``
-    (in-place distillation); without one, every path is trained on the labels.
-    """
-
-    paths: tuple[Arch, ...]
-    teacher: int | None = None
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.paths:
-            raise ConfigError("a path group needs at least one path")
-        if self.teacher is not None and not 0 <= self.teacher < len(self.paths):
-            raise ConfigError(f"path group: teacher index {self.teacher} is not one of its {len(self.paths)} paths")
-        if self.temperature <= 0:
-            raise ConfigError(f"path group: the distillation temperature must be > 0, got {self.temperature}")
-
-    def order(self) -> list[int]:
-        """The indices of the paths in training order: the teacher first (its predictions are the targets)."""
-        rest = [k for k in range(len(self.paths)) if k != self.teacher]
-        return rest if self.teacher is None else [self.teacher, *rest]
+__all__ = ["PathGroup", "PathSampler", "build_sampler"]
 
 
 class PathSampler(Configurable, ABC):
@@ -67,18 +47,34 @@ class PathSampler(Configurable, ABC):
     def sample(self) -> Arch:
         """The arch to train at the next step."""
 
-    #: True for samplers that train several archs per step: the trainer calls :meth:`sample_group`, not :meth:`sample`
-    multi_path = False
+    #: True for samplers whose step needs batches of the valid split (:meth:`StepContext.next_arch_batch`): the
+    #: trainer is then built with an ``arch_loader`` (DARTS's architecture step)
+    needs_arch_batches: bool = False
 
-    def sample_group(self) -> PathGroup:
-        """The archs to train at the next step (multi-path samplers)."""
-        return PathGroup((self.sample(),))
+    def train_step(self, step: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """Compute this step's gradients on this rank's batch ``(x, y)``; the trainer has cleared them before and
+        averages, clips and applies them after. The default trains one path from :meth:`sample` on the labels."""
+        arch = self.sample()
+        step.supernet.set_path(arch)
+        return step.train_path(arch, x, y)
 
-    #: set by samplers that need ``stats["path_grad_norms"]`` in :meth:`observe` (computed only then)
-    wants_path_grad_norms = False
+    def before_update(self, supernet: nn.Module) -> None:
+        """Called when the step's gradients are final (averaged over ranks, clipped), before the optimiser step:
+        samplers that learn from gradients read them here (PA&DA). The default reads nothing."""
 
-    def observe(self, arch: Arch, stats: dict[str, Any]) -> None:
-        """Statistics of the step that trained ``arch`` (loss, gradients...). Non-adaptive samplers ignore it."""
+    def observe(self, trained: Any, stats: dict[str, Any]) -> None:
+        """After the optimiser step: what the step trained (:attr:`StepResult.trained`) and its statistics
+        (``stats["loss"]``, the loss averaged over ranks). Non-adaptive samplers ignore it."""
+
+    def to(self, device: torch.device | str) -> PathSampler:
+        """Move the sampler's tensors (architecture parameters) to the supernet's device; the trainer calls it."""
+        return self
+
+    @property
+    def trains_one_part(self) -> bool:
+        """True for a job that trains one part of a split supernet (few-shot ``train_only``): its run ends with
+        training, and selection waits until the parts are merged."""
+        return False
 
     def end_epoch(self, epoch: int, epochs: int) -> None:
         """Called after epoch ``epoch`` (0-based) of ``epochs``; adaptive samplers update here."""

@@ -18,18 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nasframe.core.arch import Arch
+from nasframe.core.arch_weights import ArchitectureWeights
 from nasframe.core.modules import Mixture, Supernet
 from nasframe.core.registry import SAMPLERS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
+from nasframe.markdown import markdown_table
 from nasframe.sampling.base import PathSampler
+
+if TYPE_CHECKING:
+    from nasframe.training.step import StepContext, StepResult
 
 
 @dataclass
@@ -43,13 +48,13 @@ class DARTSConfig:
 
 
 @SAMPLERS.register("darts")
-class DARTSSampler(PathSampler):
+class DARTSSampler(PathSampler, ArchitectureWeights):
     """DARTS (first order): softmax-weighted mixed ops, alpha trained with Adam on the valid split."""
 
     name = "darts"
     Config = DARTSConfig
-    #: the trainer passes a valid-split batch to :meth:`arch_step` before every weight step
-    wants_arch_batches = True
+    #: each step starts with an architecture step on a valid-split batch (:meth:`arch_step`)
+    needs_arch_batches = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
         super().__init__(space, seed, **settings)
@@ -62,7 +67,7 @@ class DARTSSampler(PathSampler):
             c.name: (cfg.init_scale * torch.randn(len(c), generator=generator)).requires_grad_()
             for c in space.choices
         }
-        self.fixed: dict[str, str] = {}
+        self._fixed: dict[str, str] = {}
         self.epoch = 0
         self._make_optimizer()
 
@@ -91,12 +96,22 @@ class DARTSSampler(PathSampler):
         """The current mixture: fixed choices by name, the others ``softmax(alpha)`` (with the graph to alpha
         if ``differentiable``)."""
         return Mixture({
-            name: self.fixed[name] if name in self.fixed else torch.softmax(a if differentiable else a.detach(), dim=0)
+            name: self._fixed[name] if name in self._fixed else torch.softmax(a if differentiable else a.detach(), dim=0)
             for name, a in self.alpha.items()
         })
 
+    @property
+    def fixed(self) -> Mapping[str, str]:
+        return self._fixed
+
     def sample(self) -> Mixture:  # type: ignore[override]
         return self.mixture()
+
+    def train_step(self, step: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """The architecture step on the next valid batch, then the weight step on ``(x, y)`` with the mixture
+        ``softmax(alpha)`` held fixed."""
+        self.arch_step(step.supernet, *step.next_arch_batch(), reduce_gradients=step.reduce_gradients)
+        return super().train_step(step, x, y)
 
     def arch_step(
         self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor,
@@ -104,12 +119,12 @@ class DARTSSampler(PathSampler):
     ) -> torch.Tensor | None:
         """One first-order architecture step on a valid batch; returns its loss (``None`` during warm-up).
         ``reduce_gradients`` averages alpha's gradients over data-parallel ranks before the Adam step."""
-        free = [a for name, a in self.alpha.items() if name not in self.fixed]
+        free = [a for name, a in self.alpha.items() if name not in self._fixed]
         if self.epoch < self.config.warmup_epochs or not free:
             return None
         if next(iter(self.alpha.values())).device != x.device:
             self.to(x.device)
-            free = [a for name, a in self.alpha.items() if name not in self.fixed]
+            free = [a for name, a in self.alpha.items() if name not in self._fixed]
         supernet.set_mixture(self.mixture(differentiable=True))
         loss = F.cross_entropy(supernet(x), y)
         # alpha only: no weight gradients are computed. An alpha whose edge cannot reach the output (every
@@ -134,25 +149,28 @@ class DARTSSampler(PathSampler):
                 raise InvalidArchError(f"sampler (darts): no choice named '{name}'")
             if option not in self.choice_options[name]:
                 raise InvalidArchError(f"sampler (darts): choice '{name}' has no option '{option}'")
-            self.fixed[name] = option
+            self._fixed[name] = option
 
     def argmax_arch(self) -> Arch:
         """Each choice's option with the largest alpha (fixed choices keep their option)."""
         return Arch({
-            name: self.fixed.get(name) or self.choice_options[name][int(torch.argmax(a.detach()))]
+            name: self._fixed.get(name) or self.choice_options[name][int(torch.argmax(a.detach()))]
             for name, a in self.alpha.items()
         })
 
     # -- logging and state -------------------------------------------------------------------------------
     def log_to(self, writer: Any, epoch: int) -> None:
-        rows = ["| choice | " + " | ".join(f"option {k}" for k in range(max(map(len, self.choice_options.values())))) + " |"]
+        width = max(map(len, self.choice_options.values()))
+        rows = []
         for name, w in self.weights().items():
             options = self.choice_options[name]
             writer.add_histogram(f"sampler/alpha/{name}", self.alpha[name].detach().cpu(), epoch)
             for option, value in zip(options, w.tolist()):
                 writer.add_scalar(f"sampler/weight/{name}/{option}", value, epoch)
-            rows.append(f"| {name} | " + " | ".join(f"{o} {v:.3f}" for o, v in zip(options, w.tolist())) + " |")
-        writer.add_text("sampler/softmax_alpha", "\n".join(rows), epoch)
+            cells = [f"{o} {v:.3f}" for o, v in zip(options, w.tolist())]
+            rows.append([name, *cells, *[None] * (width - len(cells))])
+        table = markdown_table(["choice", *(f"option {k}" for k in range(width))], rows, missing="")
+        writer.add_text("sampler/softmax_alpha", table, epoch)
         writer.add_text("sampler/argmax_arch", self.space.format(self.argmax_arch()) if self._argmax_valid() else
                         str(dict(self.argmax_arch())), epoch)
 
@@ -168,7 +186,7 @@ class DARTSSampler(PathSampler):
         state = super().state_dict()
         state["alpha"] = {name: a.detach().clone() for name, a in self.alpha.items()}
         state["arch_optimizer"] = self.optimizer.state_dict()
-        state["fixed"] = dict(self.fixed)
+        state["fixed"] = dict(self._fixed)
         state["epoch"] = self.epoch
         return state
 
@@ -181,5 +199,5 @@ class DARTSSampler(PathSampler):
             self.alpha[name] = value.detach().to(device).clone().requires_grad_()
         self._make_optimizer()
         self.optimizer.load_state_dict(state["arch_optimizer"])
-        self.fixed = dict(state["fixed"])
+        self._fixed = dict(state["fixed"])
         self.epoch = int(state["epoch"])

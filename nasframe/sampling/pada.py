@@ -28,11 +28,13 @@ mean with factor 1/2 per step), and path distributions are per choice unless ``s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from nasframe.core.arch import Arch
 from nasframe.core.registry import SAMPLERS
@@ -68,10 +70,15 @@ class PADAConfig:
     share_across_choices: bool = False  # one option distribution for all choices (official NB201 code)
 
 
+def logit_gradient_norms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-example ``||d CE(z_i, y_i) / d z_i|| = ||softmax(z_i) - onehot(y_i)||`` (no backward pass needed)."""
+    residual = torch.softmax(logits.float(), dim=1)
+    residual[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+    return torch.linalg.vector_norm(residual, dim=1)
+
+
 class PADAData(DataOrder):
     """PA&DA's data sampler: examples drawn with replacement in proportion to their mixed importance."""
-
-    wants_logit_grad_norms = True
 
     def __init__(self, num_examples: int, tau_max: float) -> None:
         self.n = num_examples
@@ -85,8 +92,14 @@ class PADAData(DataOrder):
             return torch.randperm(n, generator=generator)
         return torch.multinomial(self.prob, n, replacement=True, generator=generator)
 
-    def observe(self, indices: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
-        norms = stats["logit_grad_norm"].float()
+    def observe_batch(self, indices: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                      gather: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Record each example's logit-gradient norm (gathered over data-parallel ranks)."""
+        self.observe(indices, gather(logit_gradient_norms(logits, targets)))
+
+    def observe(self, indices: torch.Tensor, norms: torch.Tensor) -> None:
+        """Add the logit-gradient ``norms`` of the examples ``indices`` to the epoch's sums."""
+        norms = norms.float()
         if self._sum.device != norms.device:
             self._sum, self._count = self._sum.to(norms.device), self._count.to(norms.device)
         self._sum.index_add_(0, indices.to(norms.device), norms)
@@ -119,7 +132,6 @@ class PADASampler(PathSampler):
 
     name = "pada"
     Config = PADAConfig
-    wants_path_grad_norms = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
         super().__init__(space, seed, **settings)
@@ -134,7 +146,7 @@ class PADASampler(PathSampler):
             )
         if cfg.share_across_choices and len({c.options for c in self.choices}) > 1:
             raise ConfigError("sampler.share_across_choices needs every choice to have the same options")
-        self.wants_path_grad_norms = cfg.path
+        self._step_norms: dict[str, torch.Tensor | None] = {}
         self.prob = {c.name: np.full(len(c), 1.0 / len(c)) for c in self.choices}
         self._sum = {c.name: [0.0] * len(c) for c in self.choices}  # host floats, filled at epoch end
         self._pending: list[tuple[Arch, dict[str, torch.Tensor | None]]] = []  # device tensors of this epoch
@@ -162,9 +174,18 @@ class PADASampler(PathSampler):
         raise ConfigError(f"sampler (pada): {MAX_REDRAWS} path draws in a row fell outside space "
                           f"'{self.space.name}'; its rule excludes most draws of the learned distribution")
 
-    def observe(self, arch: Arch, stats: dict[str, Any]) -> None:
+    def before_update(self, supernet: nn.Module) -> None:
+        """The gradient norm of each choice's active option, from the step's final (clipped) gradients."""
         if self.config.path:
-            self._pending.append((arch, stats["path_grad_norms"]))  # read at epoch end: no per-step host sync
+            self._step_norms = supernet.path_grad_norms()
+
+    def observe(self, trained: Arch, stats: dict[str, Any]) -> None:
+        if self.config.path:
+            self.record(trained, self._step_norms)
+
+    def record(self, arch: Arch, norms: dict[str, torch.Tensor | None]) -> None:
+        """Keep the gradient norms of ``arch``'s options (device tensors, read at epoch end: no per-step sync)."""
+        self._pending.append((arch, norms))
 
     def _flush(self) -> None:
         """Add the pending per-step norms to the epoch's sums, with one device-to-host transfer in all."""

@@ -21,16 +21,21 @@ whose options are ordered by size, e.g. the elastic MobileNet space); another sp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from nasframe.core.arch import Arch
 from nasframe.core.registry import SAMPLERS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.sampling.base import PathGroup, PathSampler
+from nasframe.sampling.base import PathSampler
+from nasframe.sampling.group import PathGroup, soft_cross_entropy, soft_targets, train_group
+
+if TYPE_CHECKING:
+    from nasframe.training.step import StepContext, StepResult
+
+__all__ = ["SandwichSampler", "SandwichConfig", "soft_cross_entropy", "soft_targets", "LARGEST", "SMALLEST"]
 
 #: positions in the group that :meth:`SandwichSampler.sample_group` returns
 LARGEST, SMALLEST = 0, 1
@@ -43,24 +48,12 @@ class SandwichConfig:
     temperature: float = 1.0  # softmax temperature of the distillation targets
 
 
-def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """``T^2 * mean_i sum_c -soft_targets[i, c] * log_softmax(logits[i] / T)_c`` (targets already softened)."""
-    log_probs = F.log_softmax(logits / temperature, dim=1)
-    return -(soft_targets * log_probs).sum(dim=1).mean() * temperature**2
-
-
-def soft_targets(teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The distillation targets: ``softmax(teacher_logits / T)``, detached from the teacher's graph."""
-    return torch.softmax(teacher_logits.detach() / temperature, dim=1)
-
-
 @SAMPLERS.register("sandwich")
 class SandwichSampler(PathSampler):
     """Largest, smallest and ``num_random`` uniform archs every step (the sandwich rule)."""
 
     name = "sandwich"
     Config = SandwichConfig
-    multi_path = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
         super().__init__(space, seed, **settings)
@@ -82,6 +75,10 @@ class SandwichSampler(PathSampler):
             teacher=LARGEST if self.config.inplace_distillation else None,
             temperature=self.config.temperature,
         )
+
+    def train_step(self, step: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """Every path of :meth:`sample_group` on the batch, gradients summed (:func:`train_group`)."""
+        return train_group(step, self.sample_group(), x, y)
 
     def sample(self) -> Arch:
         """One arch drawn uniformly, as the random members of a group (for callers that need a single path)."""

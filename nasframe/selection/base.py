@@ -1,8 +1,11 @@
 """The selector interface and its result.
 
-``select(space, evaluator, constraints=..., supernet=..., seed=...)`` returns a :class:`SelectionResult`
-with the chosen arch, its score and the full history of evaluated archs. The evaluator is any callable
-``arch -> score`` (higher is better): a supernet evaluator, or a tabular benchmark's query.
+``select(space, evaluator, constraints=..., seed=..., inputs=...)`` returns a :class:`SelectionResult` with the
+chosen arch, its score and the full history of evaluated archs. The evaluator is any callable ``arch -> score``
+(higher is better): a supernet evaluator, a training-free one, or a tabular benchmark's query. Query-based
+selectors (random, evolutionary) subclass :class:`QuerySelector`; selectors that work on the trained supernet
+itself (magnitude, perturbation) declare what they need (``needs_architecture_weights``, ``needs_supernet``) and
+receive it explicitly in :class:`SelectorInputs`.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
-from torch import nn
 
 from nasframe.core.arch import Arch
+from nasframe.core.arch_weights import ArchitectureWeights
+from nasframe.core.modules import Mixture
 from nasframe.core.registry import SELECTORS
 from nasframe.core.settings import Configurable
 from nasframe.core.space import SearchSpace
@@ -27,6 +31,20 @@ Evaluate = Callable[[Arch], float]
 #: ``tune(steps, space)``: train the supernet ``steps`` more steps, sampling paths from ``space`` (or the
 #: sampler's own space when ``None``)
 Tune = Callable[[int, Optional[SearchSpace]], None]
+#: ``mixture_accuracy(mixture, include, limit)``: held-out accuracy of the supernet run as ``mixture``, with the
+#: options of ``include`` (choice -> option mask) only, on at most ``limit`` examples (``None``: all)
+MixtureAccuracy = Callable[[Mixture, Optional[Mapping[str, Any]], Optional[int]], float]
+
+
+@dataclass(frozen=True)
+class SelectorInputs:
+    """What a selector that works on the trained supernet receives besides the evaluator, each only where the run
+    has it: the architecture weights of a differentiable method, the fine-tuning hook, and the accuracy of a
+    mixture (perturbation selection on a differentiable supernet)."""
+
+    architecture: ArchitectureWeights | None = None
+    tune: Tune | None = None
+    mixture_accuracy: MixtureAccuracy | None = None
 
 
 @dataclass
@@ -100,47 +118,43 @@ class QueryLog:
 
 
 class Selector(Configurable, ABC):
-    """Base class of selectors: settings in ``Config``; subclasses implement :meth:`_search`."""
+    """Base class of selectors: settings in ``Config``; subclasses implement :meth:`select`."""
 
     name = "selector"
-    #: set by selectors that read a differentiable sampler's architecture weights (magnitude)
-    needs_architecture_weights = False
+    #: set by selectors that read a differentiable method's architecture weights (magnitude):
+    #: ``inputs.architecture`` is then required
+    needs_architecture_weights: bool = False
     #: set by selectors that read or fine-tune the trained supernet itself (magnitude, perturbation), which a
     #: training-free search (``evaluator=zero_cost``) does not have
-    needs_supernet = False
+    needs_supernet: bool = False
 
     def __init__(self, **settings: Any) -> None:
         self._init_config(settings, where="selector")
 
-    def select(
-        self,
-        space: SearchSpace,
-        evaluate: Evaluate,
-        *,
-        constraints: Sequence[Constraint] = (),
-        supernet: nn.Module | None = None,
-        seed: int = 0,
-        max_queries: int | None = None,
-        sampler: Any = None,
-        tune: Tune | None = None,
-    ) -> SelectionResult:
-        """Choose an arch of ``space``, evaluating at most ``max_queries`` distinct archs (if given).
+    @abstractmethod
+    def select(self, space: SearchSpace, evaluate: Evaluate, *, constraints: Sequence[Constraint] = (), seed: int = 0,
+               max_queries: int | None = None, inputs: SelectorInputs = SelectorInputs()) -> SelectionResult:
+        """Choose an arch of ``space``, evaluating at most ``max_queries`` distinct archs (if given)."""
 
-        ``sampler`` is the sampler that trained the supernet (magnitude selection reads its architecture
-        parameters); ``tune(steps, space)`` fine-tunes the supernet between decisions (perturbation selection).
-        Query-based selectors use neither."""
+    def check_constraints(self, constraints: Sequence[Constraint]) -> None:
+        """Refuse constraints the selector cannot work with (called before training starts, and by select)."""
+
+
+class QuerySelector(Selector):
+    """A selector that evaluates archs one query at a time (random search, evolution); subclasses implement
+    :meth:`_search`, and the best arch evaluated is the result."""
+
+    def select(self, space: SearchSpace, evaluate: Evaluate, *, constraints: Sequence[Constraint] = (), seed: int = 0,
+               max_queries: int | None = None, inputs: SelectorInputs = SelectorInputs()) -> SelectionResult:
         self.check_constraints(constraints)
         log = QueryLog(evaluate, max_queries)
         try:
-            self._search(space, log, constraints, np.random.default_rng(seed), supernet)
+            self._search(space, log, constraints, np.random.default_rng(seed))
         except QueryBudgetExhausted:
             pass
         result = log.result()
         result.details.update(self._details(space, log, constraints))
         return result
-
-    def check_constraints(self, constraints: Sequence[Constraint]) -> None:
-        """Refuse constraints the selector cannot work with (called before training starts, and by select)."""
 
     def _details(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint]) -> dict[str, Any]:
         """A selector-specific record for :attr:`SelectionResult.details` (e.g. a Pareto front)."""
@@ -153,7 +167,6 @@ class Selector(Configurable, ABC):
         log: QueryLog,
         constraints: Sequence[Constraint],
         rng: np.random.Generator,
-        supernet: nn.Module | None,
     ) -> None:
         """Evaluate archs through ``log``; the best arch it saw is the result."""
 
@@ -170,12 +183,13 @@ def sample_satisfying(
     raise NasframeError(f"no arch meeting the constraints ({described}) in {max_tries} uniform samples")
 
 
-def check_sampler(selector: Selector, sampler: Any) -> None:
-    """Refuse a sampler the selector cannot work with (checked before training starts)."""
-    if selector.needs_architecture_weights and (sampler is None or not hasattr(sampler, "weights")):
+def check_architecture_weights(selector: Selector, sampler: Any) -> None:
+    """Refuse a training method without architecture weights for a selector that reads them (checked before
+    training starts)."""
+    if selector.needs_architecture_weights and not isinstance(sampler, ArchitectureWeights):
         raise ConfigError(
             f"selector={selector.name} reads architecture parameters: train with a differentiable sampler "
-            f"(sampler=darts), not sampler={getattr(sampler, 'name', None)}"
+            f"(sampler=darts), not sampler={sampler.name if sampler is not None else None}"
         )
 
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.selection.base import QueryLog, Selector, sample_satisfying
+from nasframe.selection.base import QueryLog, QuerySelector, sample_satisfying
 from nasframe.selection.constraints import Constraint, LatencyBudget, latency_source, satisfies
 from nasframe.selection.pareto import nsga2_best, pareto_front
 
@@ -48,7 +47,7 @@ class EvolutionConfig:
 
 
 @SELECTORS.register("evolutionary")
-class EvolutionarySearch(Selector):
+class EvolutionarySearch(QuerySelector):
     name = "evolutionary"
     Config = EvolutionConfig
 
@@ -86,7 +85,7 @@ class EvolutionarySearch(Selector):
         return {"pareto_front": front, "latency": latency.describe()}
 
     def _search(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint],
-                rng: np.random.Generator, supernet: nn.Module | None) -> None:
+                rng: np.random.Generator) -> None:
         cfg = self.config
         latency = latency_source(constraints) if cfg.objective == "pareto" else None
         population = self._distinct(

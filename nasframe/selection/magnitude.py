@@ -20,7 +20,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.selection.base import Evaluation, SelectionResult, Selector, check_sampler
+from nasframe.selection.base import Evaluation, SelectionResult, Selector, SelectorInputs
 
 
 @dataclass
@@ -59,18 +59,18 @@ class MagnitudeSelector(Selector):
     Config = MagnitudeConfig
     needs_architecture_weights = True
 
-    def select(self, space: SearchSpace, evaluate: Any, *, constraints: Any = (), supernet: Any = None,
-               seed: int = 0, max_queries: int | None = None, sampler: Any = None, tune: Any = None) -> SelectionResult:
-        check_sampler(self, sampler)
+    def select(self, space: SearchSpace, evaluate: Any, *, constraints: Any = (), seed: int = 0,
+               max_queries: int | None = None, inputs: SelectorInputs = SelectorInputs()) -> SelectionResult:
+        architecture = inputs.architecture
+        if architecture is None:
+            raise ConfigError("selector=magnitude reads architecture parameters: train with a differentiable sampler "
+                              "(sampler=darts)")
         if constraints:
             raise ConfigError("selector=magnitude takes no constraints (it reads one arch off the weights)")
-        weights = {name: w.detach().cpu() for name, w in sampler.weights().items()}
-        for name, option in getattr(sampler, "fixed", {}).items():
+        weights = {name: w.detach().cpu() for name, w in architecture.weights().items()}
+        for name, option in architecture.fixed.items():
             weights[name] = torch.tensor([1.0 if o == option else 0.0 for o in space.choice(name).options])
         arch = magnitude_arch(space, weights)
         score = float(evaluate(arch))
         details = {"softmax_alpha": {name: [round(float(v), 6) for v in w] for name, w in weights.items()}}
         return SelectionResult(arch, score, [Evaluation(arch, score, 1)], details)
-
-    def _search(self, *args: Any) -> None:  # select() is overridden: no query loop
-        raise NotImplementedError

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from nasframe.core.arch import Arch
+from nasframe.core.arch_weights import ArchitectureWeights
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
-from nasframe.selection.base import Evaluation, SelectionResult, Selector
+from nasframe.selection.base import Evaluation, MixtureAccuracy, SelectionResult, Selector, SelectorInputs
 
 
 @dataclass
@@ -61,17 +62,21 @@ class PerturbationSelector(Selector):
         super().__init__(**settings)
         self.config.check()
 
-    def select(self, space: SearchSpace, evaluate: Any, *, constraints: Any = (), supernet: Any = None,
-               seed: int = 0, max_queries: int | None = None, sampler: Any = None, tune: Any = None) -> SelectionResult:
+    def select(self, space: SearchSpace, evaluate: Any, *, constraints: Any = (), seed: int = 0,
+               max_queries: int | None = None, inputs: SelectorInputs = SelectorInputs()) -> SelectionResult:
+        """On a differentiable supernet (``inputs.architecture``) measure the mixture and fix choices in it;
+        otherwise average sampled completions. ``inputs.tune`` fine-tunes after each decision (``tune_steps``)."""
         if constraints:
             raise ConfigError("selector=perturbation takes no constraints")
+        tune = inputs.tune
         if self.config.tune_steps and tune is None:
             raise ConfigError("selector (perturbation): tune_steps > 0 needs a fine-tuning hook (run it through nasframe search)")
         rng = np.random.default_rng(seed)
-        differentiable = sampler is not None and hasattr(sampler, "mixture")
-        if differentiable and not hasattr(evaluate, "mixture_accuracy"):
+        differentiable = inputs.architecture is not None
+        if differentiable and inputs.mixture_accuracy is None:
             raise ConfigError("selector (perturbation): a differentiable supernet needs a supernet evaluator")
-        run = _DifferentiableRun(self, space, evaluate, sampler) if differentiable else _SinglePathRun(self, space, evaluate, rng)
+        run: _Run = (_DifferentiableRun(self, space, inputs.architecture, inputs.mixture_accuracy) if differentiable
+                     else _SinglePathRun(self, space, evaluate, rng))
         grouped = {name for group in space.edge_groups() for name in group.choices}
         order = [c.name for c in space.choices if len(c) > 1 and not run.is_decided(c.name)]
         if self.config.edge_order == "random":
@@ -106,9 +111,6 @@ class PerturbationSelector(Selector):
         if self.config.tune_steps:
             tune(self.config.tune_steps, run.tuning_space())
 
-    def _search(self, *args: Any) -> None:  # select() is overridden: no query loop
-        raise NotImplementedError
-
 
 class _Run:
     """The state of one perturbation selection: which options are still possible for each choice."""
@@ -127,31 +129,32 @@ class _Run:
 class _DifferentiableRun(_Run):
     """Measurements on the mixed supernet; decisions fix choices in the differentiable sampler."""
 
-    def __init__(self, selector: PerturbationSelector, space: SearchSpace, evaluator: Any, sampler: Any) -> None:
-        self.space, self.evaluator, self.sampler = space, evaluator, sampler
+    def __init__(self, selector: PerturbationSelector, space: SearchSpace, architecture: ArchitectureWeights,
+                 mixture_accuracy: MixtureAccuracy) -> None:
+        self.space, self.architecture, self.mixture_accuracy = space, architecture, mixture_accuracy
         self.limit = selector.config.eval_examples or None
 
     def is_decided(self, name: str) -> bool:
-        return name in self.sampler.fixed
+        return name in self.architecture.fixed
 
     def option_of(self, name: str) -> str | None:
-        return self.sampler.fixed.get(name)
+        return self.architecture.fixed.get(name)
 
     def accuracy_without(self, name: str, option: str) -> float:
         options = self.space.choice(name).options
         include = {name: torch.tensor([o != option for o in options])}
-        return self.evaluator.mixture_accuracy(self.sampler.mixture(), include, self.limit)
+        return self.mixture_accuracy(self.architecture.mixture(), include, self.limit)
 
     def accuracy_without_edge(self, name: str) -> float:
-        mixture = self.sampler.mixture()
+        mixture = self.architecture.mixture()
         mixture[name] = self.space.zero_option
-        return self.evaluator.mixture_accuracy(mixture, None, self.limit)
+        return self.mixture_accuracy(mixture, None, self.limit)
 
     def decide_op(self, name: str, option: str) -> None:
-        self.sampler.fix({name: option})
+        self.architecture.fix({name: option})
 
     def remove_edge(self, name: str) -> None:
-        self.sampler.fix({name: self.space.zero_option})
+        self.architecture.fix({name: self.space.zero_option})
 
     def keep_edges(self, names: list[str]) -> None:
         pass  # kept edges are already fixed to their op
@@ -160,7 +163,7 @@ class _DifferentiableRun(_Run):
         return None
 
     def arch(self) -> Arch:
-        return Arch({c.name: self.sampler.fixed.get(c.name, c.options[0]) for c in self.space.choices})
+        return Arch({c.name: self.architecture.fixed.get(c.name, c.options[0]) for c in self.space.choices})
 
 
 class _SinglePathRun(_Run):

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch import nn
 
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
-from nasframe.selection.base import QueryLog, Selector, sample_satisfying
+from nasframe.selection.base import QueryLog, QuerySelector, sample_satisfying
 from nasframe.selection.constraints import Constraint
 
 
@@ -24,12 +23,12 @@ class RandomSearchConfig:
 
 
 @SELECTORS.register("random")
-class RandomSearch(Selector):
+class RandomSearch(QuerySelector):
     name = "random"
     Config = RandomSearchConfig
 
     def _search(self, space: SearchSpace, log: QueryLog, constraints: Sequence[Constraint],
-                rng: np.random.Generator, supernet: nn.Module | None) -> None:
+                rng: np.random.Generator) -> None:
         cfg = self.config
         target = min(cfg.num_samples, space.size)
         misses = 0

@@ -41,6 +41,7 @@ from typing import Any, Callable, Hashable
 import torch
 from torch import nn
 
+from nasframe.core.elastic import ElasticLayer
 from nasframe.core.modules import ChoiceModule, is_zero_op
 from nasframe.errors import ConfigError
 
@@ -72,7 +73,7 @@ def check_compile_mode(mode: str) -> None:
 
 def is_arch_dependent(module: nn.Module) -> bool:
     """True when what ``module`` computes depends on the active path: it holds a choice or an elastic layer."""
-    return any(isinstance(m, ChoiceModule) or hasattr(type(m), "active_state_dict") for m in module.modules())
+    return any(isinstance(m, (ChoiceModule, ElasticLayer)) for m in module.modules())
 
 
 def fixed_parts(root: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:

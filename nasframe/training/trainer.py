@@ -1,9 +1,10 @@
-"""SupernetTrainer: single-path supernet training with exact resume.
+"""SupernetTrainer: the loop, the optimiser, checkpoints, logging and data parallelism; it knows no method.
 
-Each step draws a path from the sampler, activates it, and takes one optimiser step on the batch (a multi-path
-sampler, such as the sandwich rule, gives several paths whose gradients are summed before the step). Gradients are
-set to ``None`` (not zero) before each step, so SGD (or Adam) leaves the weights of inactive ops untouched: no
-momentum or weight decay moves a weight that was not on the path, as in single-path one-shot training.
+Each step the sampler computes the gradients (:meth:`~nasframe.sampling.base.PathSampler.train_step`: one path
+by default; several, an architecture step or distillation where the method says so) and the trainer takes one
+optimiser step (:meth:`SupernetTrainer.apply_step`). Gradients are set to ``None`` (not zero) before each step, so
+SGD (or Adam) leaves the weights of inactive ops untouched: no momentum or weight decay moves a weight that was
+not on the path, as in single-path one-shot training.
 The learning rate follows a cosine schedule per step. A checkpoint holds the model, optimiser, scheduler,
 sampler and loader states and the torch RNG states, so that training resumed from it follows the same
 trajectory as uninterrupted training.
@@ -17,71 +18,27 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nasframe.core.modules import Supernet
 from nasframe.data.base import CyclingBatches, InMemoryLoader
-from nasframe.errors import CheckpointError, ConfigError, NonFiniteLossError
-from nasframe.sampling.base import PathGroup, PathSampler
-from nasframe.sampling.sandwich import soft_cross_entropy, soft_targets
+from nasframe.errors import CheckpointError, ConfigError
+from nasframe.sampling.base import PathSampler
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
-from nasframe.training.compile import check_compile_mode, compile_fixed_parts
+from nasframe.training.compile import compile_fixed_parts
+from nasframe.training.config import TrainerConfig, build_optimizer
 from nasframe.training.distributed import SINGLE_PROCESS, DistributedContext, set_cross_rank_batchnorm
+from nasframe.training.progress import logging_through, progress_bar
+from nasframe.training.restore import KEPT_DIR, check_space, kept_checkpoint, restore_supernet
+from nasframe.training.step import StepContext, StepResult
+
+__all__ = ["SupernetTrainer", "TrainerConfig", "KEPT_DIR", "kept_checkpoint", "restore_supernet"]
 
 log = logging.getLogger("nasframe.training")
-
-
-@dataclass
-class TrainerConfig:
-    """Supernet training settings (SGD with Nesterov momentum, or Adam; cosine learning rate per step)."""
-
-    epochs: int = 60
-    optimizer: str = "sgd"  # sgd | adam (Adam with L2 weight decay, as GNNs are usually trained; momentum unused)
-    batch_size: int = 64
-    lr: float = 0.1
-    min_lr: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
-    log_every: int = 10  # steps between TensorBoard scalars
-    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
-    keep_every: int = 0  # > 0: also keep every this many epochs' checkpoint as checkpoints/epoch_NNNN.pt
-    # (`nasframe rank ... ranking.checkpoints=kept` ranks at each: ranking quality over training time)
-    stop_after_epoch: Optional[int] = None  # stop (with a checkpoint) after this epoch; resume later
-    progress: bool = True  # show a progress bar
-    # -- speed options (GPU); the defaults are exact fp32 eager training --------------------------------------
-    precision: str = "fp32"  # fp32 | bf16: forward and loss under bf16 autocast (weights, grads, SGD stay fp32)
-    channels_last: bool = False  # NHWC memory layout for the supernet and its inputs (faster convs on tensor cores)
-    sgd_impl: str = "default"  # default | foreach | fused: the optimiser's implementation (SGD or Adam)
-    cudnn_benchmark: bool = False  # let cuDNN autotune convolution algorithms (CUDA only)
-    finite_check_every: int = 1  # steps between host-side checks for a non-finite loss (1 = every step, exact step
-    # reported; larger avoids a host sync per step on a GPU; never a checkpoint with a non-finite loss behind it)
-    compile: str = "off"  # off | a torch.compile mode: compile the parts that do not change with the arch (compile.py)
-
-    def check(self) -> None:
-        if (self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0
-                or self.keep_every < 0):
-            raise ConfigError("trainer: need epochs >= 0, batch_size >= 1, lr > 0, log_every >= 1, "
-                              "checkpoint_every >= 0, keep_every >= 0")
-        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
-            raise ConfigError("trainer.stop_after_epoch must be >= 1 (or null)")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"trainer.precision: {self.precision!r} is not one of fp32, bf16")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"trainer.optimizer: {self.optimizer!r} is not one of sgd, adam")
-        if self.sgd_impl not in ("default", "foreach", "fused"):
-            raise ConfigError(f"trainer.sgd_impl: {self.sgd_impl!r} is not one of default, foreach, fused")
-        if self.finite_check_every < 1:
-            raise ConfigError("trainer.finite_check_every must be >= 1")
-        check_compile_mode(self.compile)
 
 
 class SupernetTrainer:
@@ -100,14 +57,15 @@ class SupernetTrainer:
         arch_loader: InMemoryLoader | None = None,
         distributed: DistributedContext = SINGLE_PROCESS,
     ) -> None:
-        """``arch_loader`` gives the batches of samplers with architecture steps (DARTS: the valid split);
-        ``distributed`` is this process's place in a data-parallel run (``trainer.batch_size`` is the global batch)."""
+        """``arch_loader`` gives the batches of samplers with architecture steps (``needs_arch_batches``, DARTS:
+        the valid split); ``distributed`` is this process's place in a data-parallel run (``trainer.batch_size`` is
+        the global batch)."""
         config.check()
         distributed.check_batch(loader.batch_size)
         if config.compile != "off" and distributed.enabled:
             raise ConfigError("trainer.compile is not supported in data-parallel training (torchrun): BatchNorm "
                               "there normalises across ranks; set trainer.compile=off")
-        if getattr(sampler, "wants_arch_batches", False) and arch_loader is None:
+        if sampler.needs_arch_batches and arch_loader is None:
             raise ConfigError(f"sampler '{sampler.name}' trains architecture parameters: the trainer needs an arch_loader")
         self.supernet = supernet
         self.sampler = sampler
@@ -123,7 +81,7 @@ class SupernetTrainer:
         if config.cudnn_benchmark and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.compiled_parts = compile_fixed_parts(self.supernet, config.compile)
-        self._nonfinite_steps = torch.zeros((), dtype=torch.long, device=self.device)
+        sampler.to(self.device)
         self._make_optimizer(from_epoch=0)
         self.epoch = 0
         self.step_in_epoch = 0
@@ -131,31 +89,24 @@ class SupernetTrainer:
         self.history: list[dict[str, float]] = []
         self._epoch_start_loader_state = loader.state_dict()
         self.arch_batches = CyclingBatches(arch_loader) if arch_loader is not None else None
+        self.step = StepContext(self.device, precision=config.precision, channels_last=config.channels_last,
+                                check_every=config.finite_check_every, distributed=distributed,
+                                arch_batches=self.arch_batches,
+                                where=lambda: f"at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}",
+                                hint="; the last good checkpoint is kept" + (f" in {self.run_dir}" if self.run_dir else "")
+                                + " (lower trainer.lr or raise trainer.grad_clip)")
 
     def _make_optimizer(self, from_epoch: int) -> None:
         """The optimiser over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
         cfg = self.config
-        self.optimizer = self._optimizer(cfg.lr)
+        self.optimizer = self.build_optimizer(cfg.lr)
         steps = max(1, (cfg.epochs - from_epoch) * len(self.loader))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps, eta_min=cfg.min_lr)
         self._schedule_start = from_epoch
 
-    def _optimizer(self, lr: float) -> torch.optim.Optimizer:
-        cfg = self.config
-        impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(cfg.sgd_impl, {})
-        try:
-            if cfg.optimizer == "adam":
-                return torch.optim.Adam(self.supernet.parameters(), lr=lr, weight_decay=cfg.weight_decay, **impl)
-            optimizer = torch.optim.SGD(self.supernet.parameters(), lr=lr, momentum=cfg.momentum,
-                                        nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay, **impl)
-        except RuntimeError as exc:
-            raise ConfigError(f"trainer.sgd_impl={cfg.sgd_impl} is not available here: {exc}") from None
-        if cfg.sgd_impl == "fused" and cfg.momentum > 0:
-            # the fused kernel needs every buffer of a step to exist, but a single-path step meets params that
-            # had no step yet; a zero buffer gives the same first step (buf = momentum * 0 + grad) as none
-            for p in self.supernet.parameters():
-                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return optimizer
+    def build_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """A fresh optimiser over the supernet's parameters with the configured settings at learning rate ``lr``."""
+        return build_optimizer(self.config, list(self.supernet.parameters()), lr)
 
     def _restructure(self) -> None:
         """Let the sampler change the supernet's structure at an epoch boundary (few-shot splits)."""
@@ -189,144 +140,30 @@ class SupernetTrainer:
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training step; returns the detached loss and the number of correct predictions.
+        """One training step on the global batch ``(x, y)``; returns the detached loss and the number of correct
+        predictions (a multi-path step: the sum of its paths' losses and the first trained path's hits). The data
+        sampler sees the step's logits of the batch's ``indices``."""
+        result = self.apply_step(self.sampler, self.optimizer, x, y)
+        self.scheduler.step()
+        if indices is not None:
+            gather = lambda local: self.distributed.gather_slices(local, len(y))  # noqa: E731
+            self.loader.data_order.observe_batch(indices, result.logits, result.targets, gather)
+        return result.loss, result.hits
 
-        A single-path sampler gives one path, trained on the batch. A multi-path sampler (``multi_path``, e.g. the
-        sandwich rule) gives a :class:`~nasframe.sampling.base.PathGroup`: every path of it is trained on the batch
-        in turn, the gradients summed over the paths before one optimiser step (see :meth:`_group_backward`); the
-        returned loss is then the sum of the paths' losses and the hit count is the first trained path's.
-
-        Adaptive samplers get the step's statistics: the path sampler the loss (and, if it asks, the gradient
-        norm of each choice's active option), the data sampler the per-example norm of the loss gradient with
-        respect to the logits, ``||softmax(z) - onehot(y)||``, for the batch's ``indices``.
-        """
-        ranks = self.distributed
-        if self.arch_batches is not None:  # differentiable NAS: the architecture step first (DARTS)
-            self.sampler.arch_step(self.supernet, *self._local(*next(self.arch_batches)),
-                                   reduce_gradients=ranks.average_gradients if ranks.enabled else None)
-        batch_size = len(y)
-        if getattr(self.sampler, "multi_path", False):
-            group = self.sampler.sample_group()
-            self.optimizer.zero_grad(set_to_none=True)
-            x, y = self._local_input(x, y)
-            loss, logits = self._group_backward(group, x, y)
-            global_loss, hits = self._global_loss(loss, (logits.argmax(dim=1) == y).sum())
-            self._check_step(global_loss, f"in a group of {len(group.paths)} paths (sampler {self.sampler.name})")
-            observed: Any = group
-        else:
-            arch = self.sampler.sample()
-            self.supernet.set_path(arch)
-            self.optimizer.zero_grad(set_to_none=True)
-            x, y = self._local_input(x, y)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-                logits = self.supernet(x)
-                loss = F.cross_entropy(logits.float(), y)  # this rank's slice; the global loss is the mean over ranks
-            global_loss, hits = self._global_loss(loss.detach(), (logits.detach().argmax(dim=1) == y).sum())
-            self._check_step(global_loss, f"path {arch.describe() if hasattr(arch, 'describe') else dict(arch)}")
-            loss.backward()
-            logits, observed = logits.detach(), arch
-        ranks.average_gradients(self.supernet.parameters())
+    def apply_step(self, sampler: PathSampler, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                   y: torch.Tensor) -> StepResult:
+        """``sampler``'s gradients on this rank's slice of ``(x, y)``, averaged over ranks and clipped, then one
+        step of ``optimizer`` (the schedule is the caller's)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.step.supernet = self.supernet
+        result = sampler.train_step(self.step, *self.step.local_input(x, y))
+        self.distributed.average_gradients(self.supernet.parameters())
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.grad_clip)
-        stats: dict[str, Any] = {"loss": global_loss}
-        if self.sampler.wants_path_grad_norms:
-            stats["path_grad_norms"] = self.supernet.path_grad_norms()
-        self.optimizer.step()
-        self.scheduler.step()
-        self.sampler.observe(observed, stats)
-        data_order = self.loader.data_order
-        if indices is not None and data_order.wants_logit_grad_norms:
-            norms = ranks.gather_slices(logit_gradient_norms(logits, y), batch_size)
-            data_order.observe(indices, {"logit_grad_norm": norms})
-        return global_loss, hits
-
-    def _local_input(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's slice of the batch, in the configured memory format."""
-        x, y = self._local(x, y)
-        if self.config.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
-
-    def _group_backward(self, group: PathGroup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward every path of ``group`` on ``(x, y)``, gradients accumulating in ``.grad``.
-
-        Paths run in :meth:`PathGroup.order` (the teacher first). Without a teacher each path's loss is the
-        cross-entropy to the labels; with one, the teacher's is, and every other path's is the soft cross-entropy
-        to the teacher's detached softened predictions (in-place distillation). Each backward runs right after its
-        forward, so one path's graph is alive at a time. Returns the detached sum of the losses and the first
-        trained path's detached logits.
-        """
-        targets: torch.Tensor | None = None
-        losses, first_logits = [], None
-        for k in group.order():
-            self.supernet.set_path(group.paths[k])
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-                logits = self.supernet(x).float()
-                if targets is None or k == group.teacher:
-                    loss = F.cross_entropy(logits, y)
-                else:
-                    loss = soft_cross_entropy(logits, targets, group.temperature)
-            if k == group.teacher:
-                targets = soft_targets(logits, group.temperature)
-            if first_logits is None:
-                first_logits = logits.detach()
-            loss.backward()
-            losses.append(loss.detach())
-        return torch.stack(losses).sum(), first_logits  # type: ignore[return-value]
-
-    def _global_loss(self, loss: torch.Tensor, hits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss averaged and the hits summed over data-parallel ranks (one all-reduce)."""
-        ranks = self.distributed
-        if not ranks.enabled:
-            return loss, hits
-        totals = ranks.sum(torch.stack([loss, hits.to(loss.dtype)]))
-        return totals[0] / ranks.world_size, totals[1].round().long()
-
-    def _check_step(self, global_loss: torch.Tensor, path: str) -> None:
-        """Count a non-finite loss; stop now if checking every step (before the optimiser step)."""
-        self._nonfinite_steps += ~torch.isfinite(global_loss)
-        if self.config.finite_check_every == 1:
-            self._raise_if_nonfinite(f"at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}, {path}")
-
-    def _raise_if_nonfinite(self, where: str) -> None:
-        """Stop the run if a step since the last check had a non-finite loss (one host sync)."""
-        if int(self._nonfinite_steps):
-            count = int(self._nonfinite_steps)
-            self._nonfinite_steps.zero_()
-            raise NonFiniteLossError(
-                f"non-finite training loss {where}" + (f" ({count} steps since the last check)" if count > 1 else "")
-                + "; the last good checkpoint is kept" + (f" in {self.run_dir}" if self.run_dir else "")
-                + " (lower trainer.lr or raise trainer.grad_clip)"
-            )
-
-    def _local(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's slice of a global batch (the whole batch in a single process)."""
-        if not self.distributed.enabled:
-            return x, y
-        self.distributed.check_batch(len(y))
-        part = self.distributed.local_slice(len(y))
-        return x[part], y[part]
-
-    def finetune(self, steps: int, lr: float, seed: int = 0) -> float:
-        """``steps`` more training steps at a constant ``lr`` with a fresh optimiser, on training batches
-        drawn with ``seed`` (perturbation selection fine-tunes between decisions). Checkpoints, the schedule
-        and the data sampler are left alone; returns the mean loss."""
-        saved = self.optimizer, self.scheduler
-        self.optimizer = self._optimizer(lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
-        batches = CyclingBatches(InMemoryLoader(self.loader.split, self.loader.batch_size, seed=seed,
-                                                transform=self.loader.transform))
-        self.supernet.train()
-        total = torch.zeros((), device=self.device)
-        try:
-            for _ in range(steps):
-                x, y = next(batches)
-                loss, _ = self.train_step(x.to(self.device), y.to(self.device))
-                total += loss
-        finally:
-            self.optimizer, self.scheduler = saved
-        self._raise_if_nonfinite("while fine-tuning")
-        return total.item() / max(steps, 1)
+        sampler.before_update(self.supernet)
+        optimizer.step()
+        sampler.observe(result.trained, {"loss": result.loss})
+        return result
 
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self, until_epoch: int | None = None) -> list[dict[str, float]]:
@@ -337,13 +174,13 @@ class SupernetTrainer:
         """
         cfg = self.config
         stop = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
-        progress = _progress_bar(
+        progress = progress_bar(
             cfg.progress, total=cfg.epochs * len(self.loader), initial=self.global_step, desc="supernet"
         )
         self.supernet.train()
         set_cross_rank_batchnorm(self.supernet, self.distributed.enabled)
         try:
-            with _logging_through(progress):
+            with logging_through(progress):
                 while self.epoch < stop:
                     if self.step_in_epoch == 0:
                         self._restructure()
@@ -377,7 +214,7 @@ class SupernetTrainer:
             self.global_step += 1
             progress.update(1)
             if cfg.finite_check_every > 1 and self.global_step % cfg.finite_check_every == 0:
-                self._raise_if_nonfinite(f"in epoch {self.epoch + 1}, by step {self.step_in_epoch}")
+                self.step.raise_if_nonfinite(f"in epoch {self.epoch + 1}, by step {self.step_in_epoch}")
             if self.global_step % cfg.log_every == 0:
                 mean_loss = (window_loss / window_steps).item()  # the only host sync, every log_every steps
                 self._scalar("train/loss", mean_loss)
@@ -388,7 +225,7 @@ class SupernetTrainer:
 
     def _end_epoch(self, save: bool) -> None:
         cfg = self.config
-        self._raise_if_nonfinite(f"in epoch {self.epoch + 1}")  # before anything of this epoch is saved
+        self.step.raise_if_nonfinite(f"in epoch {self.epoch + 1}")  # before anything of this epoch is saved
         self.sampler.end_epoch(self.epoch, cfg.epochs)
         self.loader.data_order.end_epoch(self.epoch, cfg.epochs)
         if self.writer is not None:
@@ -490,57 +327,3 @@ class SupernetTrainer:
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state, source=str(path))
         log.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.global_step)
-
-
-#: the folder of a run's kept checkpoints (``trainer.keep_every``)
-KEPT_DIR = "checkpoints"
-
-
-def kept_checkpoint(run_dir: Path, epoch: int) -> Path:
-    """Where the checkpoint of ``epoch`` is kept (``trainer.keep_every``)."""
-    return Path(run_dir) / KEPT_DIR / f"epoch_{epoch:04d}.pt"
-
-
-def check_space(state: dict[str, Any], space_description: str, source: str = "checkpoint") -> None:
-    if state.get("space") != space_description:
-        raise CheckpointError(f"{source} was written for space {state.get('space')}, but this run uses {space_description}")
-
-
-def restore_supernet(supernet: nn.Module, sampler: PathSampler, state: dict[str, Any], space_description: str,
-                     source: str = "checkpoint") -> nn.Module:
-    """The supernet of a checkpoint: check that it was written for this space, load the sampler's state, rebuild
-    the structure the sampler gave the supernet (few-shot sub-supernets), then load the weights. Returns the
-    supernet to use (``supernet`` itself, or the rebuilt structure on the same device)."""
-    check_space(state, space_description, source)
-    sampler.load_state_dict(state["sampler"])
-    rebuilt = sampler.rebuild(supernet)
-    if rebuilt is not None:
-        supernet = rebuilt.to(next(supernet.parameters()).device)
-    try:
-        supernet.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{source} does not fit this supernet: {str(exc).splitlines()[0]}") from None
-    return supernet
-
-
-def logit_gradient_norms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-example ``||d CE(z_i, y_i) / d z_i|| = ||softmax(z_i) - onehot(y_i)||`` (no backward pass needed)."""
-    residual = torch.softmax(logits.float(), dim=1)
-    residual[torch.arange(len(targets), device=targets.device), targets] -= 1.0
-    return torch.linalg.vector_norm(residual, dim=1)
-
-
-def _progress_bar(enabled: bool, **kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(disable=not enabled or not sys.stderr.isatty(), dynamic_ncols=True, leave=False, **kwargs)
-
-
-def _logging_through(progress: Any) -> Any:
-    """While the bar is shown, log lines are written above it instead of through it."""
-    import contextlib
-
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    return contextlib.nullcontext() if progress.disable else logging_redirect_tqdm()
-

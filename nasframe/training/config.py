@@ -1,0 +1,76 @@
+"""TrainerConfig: the supernet trainer's settings (the ``trainer`` config group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from nasframe.errors import ConfigError
+from nasframe.training.compile import check_compile_mode
+
+
+@dataclass
+class TrainerConfig:
+    """Supernet training settings (SGD with Nesterov momentum, or Adam; cosine learning rate per step)."""
+
+    epochs: int = 60
+    optimizer: str = "sgd"  # sgd | adam (Adam with L2 weight decay, as GNNs are usually trained; momentum unused)
+    batch_size: int = 64
+    lr: float = 0.1
+    min_lr: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
+    log_every: int = 10  # steps between TensorBoard scalars
+    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
+    keep_every: int = 0  # > 0: also keep every this many epochs' checkpoint as checkpoints/epoch_NNNN.pt
+    # (`nasframe rank ... ranking.checkpoints=kept` ranks at each: ranking quality over training time)
+    stop_after_epoch: Optional[int] = None  # stop (with a checkpoint) after this epoch; resume later
+    progress: bool = True  # show a progress bar
+    # -- speed options (GPU); the defaults are exact fp32 eager training --------------------------------------
+    precision: str = "fp32"  # fp32 | bf16: forward and loss under bf16 autocast (weights, grads, SGD stay fp32)
+    channels_last: bool = False  # NHWC memory layout for the supernet and its inputs (faster convs on tensor cores)
+    sgd_impl: str = "default"  # default | foreach | fused: the optimiser's implementation (SGD or Adam)
+    cudnn_benchmark: bool = False  # let cuDNN autotune convolution algorithms (CUDA only)
+    finite_check_every: int = 1  # steps between host-side checks for a non-finite loss (1 = every step, exact step
+    # reported; larger avoids a host sync per step on a GPU; never a checkpoint with a non-finite loss behind it)
+    compile: str = "off"  # off | a torch.compile mode: compile the parts that do not change with the arch (compile.py)
+
+    def check(self) -> None:
+        if (self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.log_every < 1 or self.checkpoint_every < 0
+                or self.keep_every < 0):
+            raise ConfigError("trainer: need epochs >= 0, batch_size >= 1, lr > 0, log_every >= 1, "
+                              "checkpoint_every >= 0, keep_every >= 0")
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise ConfigError("trainer.stop_after_epoch must be >= 1 (or null)")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"trainer.precision: {self.precision!r} is not one of fp32, bf16")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"trainer.optimizer: {self.optimizer!r} is not one of sgd, adam")
+        if self.sgd_impl not in ("default", "foreach", "fused"):
+            raise ConfigError(f"trainer.sgd_impl: {self.sgd_impl!r} is not one of default, foreach, fused")
+        if self.finite_check_every < 1:
+            raise ConfigError("trainer.finite_check_every must be >= 1")
+        check_compile_mode(self.compile)
+
+
+def build_optimizer(cfg: TrainerConfig, parameters: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The configured optimiser (SGD with momentum, or Adam with L2 weight decay) over ``parameters`` at ``lr``."""
+    impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(cfg.sgd_impl, {})
+    try:
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(parameters, lr=lr, weight_decay=cfg.weight_decay, **impl)
+        optimizer = torch.optim.SGD(parameters, lr=lr, momentum=cfg.momentum,
+                                    nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay, **impl)
+    except RuntimeError as exc:
+        raise ConfigError(f"trainer.sgd_impl={cfg.sgd_impl} is not available here: {exc}") from None
+    if cfg.sgd_impl == "fused" and cfg.momentum > 0:
+        # the fused kernel needs every buffer of a step to exist, but a single-path step meets params that
+        # had no step yet; a zero buffer gives the same first step (buf = momentum * 0 + grad) as none
+        for p in parameters:
+            optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return optimizer
