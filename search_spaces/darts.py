@@ -39,6 +39,7 @@ from nasframe.core.choice import Choice
 from nasframe.core.modules import OpChoice, Supernet, node_sum
 from nasframe.core.space import EdgeGroup, SearchSpace
 from nasframe.errors import InvalidArchError
+from search_spaces.layers import ReLUConvBN, conv_bn_stem
 
 OPS: tuple[str, ...] = (
     "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
@@ -76,15 +77,6 @@ class ZeroOp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
-
-
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
 
 
 class DilConv(nn.Sequential):
@@ -163,9 +155,9 @@ def preprocessing(c_prev_prev: int, c_prev: int, channels: int, reduction_prev: 
     first = (
         FactorizedReduce(c_prev_prev, channels, affine)
         if reduction_prev
-        else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine)
+        else ReLUConvBN(c_prev_prev, channels, 1, affine=affine)
     )
-    return first, ReLUConvBN(c_prev, channels, 1, 1, 0, affine)
+    return first, ReLUConvBN(c_prev, channels, 1, affine=affine)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -222,7 +214,7 @@ class DARTSSearchNetwork(nn.Module):
     ) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        self.stem = conv_bn_stem(in_channels, c_curr)
         c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
         cells = []
         reduction_prev = False
@@ -329,7 +321,7 @@ class DARTSEvalNetwork(nn.Module):
                  auxiliary: bool = True, drop_path_prob: float = 0.2, stem_multiplier: int = 3) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        self.stem = conv_bn_stem(in_channels, c_curr)
         c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
         cells, reduction_prev = [], False
         self.aux_position = 2 * layers // 3 if auxiliary else -1

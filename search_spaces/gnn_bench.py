@@ -83,6 +83,7 @@ from nasframe.core.graph import GraphNetwork
 from nasframe.core.modules import ChoiceModule, Supernet
 from nasframe.core.space import DataSpec, SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
+from search_spaces.layers import import_pyg_nn
 
 #: Computing node ids, as the benchmark numbers them (0 is the input).
 NODES: tuple[int, ...] = tuple(range(1, NUM_NODES + 1))
@@ -180,11 +181,7 @@ class Skip(nn.Identity):
 
 
 def _pyg() -> Any:
-    try:
-        import torch_geometric.nn as pyg_nn
-    except ImportError:
-        raise ConfigError("the gnn_bench space builds its layers with torch-geometric: pip install torch-geometric") from None
-    return pyg_nn
+    return import_pyg_nn("gnn_bench")
 
 
 def make_conv(op: str, in_dim: int, hidden: int, gat_heads: int) -> nn.Module:

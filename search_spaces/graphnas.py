@@ -55,6 +55,7 @@ from nasframe.core.graph import GraphNetwork
 from nasframe.core.modules import ChoiceModule, OpChoice, Supernet
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
+from search_spaces.layers import import_pyg_nn
 
 AGGREGATORS: tuple[str, ...] = ("gcn", "gat", "sage", "gin", "graph", "arma", "cheb")
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -107,11 +108,7 @@ def plan_layers(arch: Mapping[str, str], layers: int, num_features: int, num_cla
 # Layers
 # --------------------------------------------------------------------------------------------------------
 def _pyg() -> Any:
-    try:
-        import torch_geometric.nn as pyg_nn
-    except ImportError:
-        raise ConfigError("the graphnas space builds its layers with torch-geometric: pip install torch-geometric") from None
-    return pyg_nn
+    return import_pyg_nn("graphnas")
 
 
 def _single_head(agg: str, in_dim: int, out_dim: int) -> nn.Module:

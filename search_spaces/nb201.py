@@ -29,6 +29,7 @@ from nasframe.core.choice import Choice
 from nasframe.core.modules import OpChoice, Supernet, Zero, node_sum
 from nasframe.core.space import SearchSpace
 from nasframe.errors import InvalidArchError
+from search_spaces.layers import ReLUConvBN, conv_bn_stem
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -44,17 +45,6 @@ def edge_name(to_node: int, from_node: int) -> str:
 # --------------------------------------------------------------------------------------------------------
 # Ops
 # --------------------------------------------------------------------------------------------------------
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> Conv (no bias) -> BatchNorm, the ``nor_conv`` ops of NAS-Bench-201."""
-
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, affine: bool = True) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
-
-
 _OP_FACTORIES: dict[str, Callable[[int, bool], nn.Module]] = {
     "none": lambda c, affine: Zero(),
     "skip_connect": lambda c, affine: nn.Identity(),
@@ -116,9 +106,7 @@ class NB201Network(nn.Module):
         affine: bool = True,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        )
+        self.stem = conv_bn_stem(in_channels, channels)
         layers: list[nn.Module] = []
         c = channels
         for stage in range(3):

@@ -1,4 +1,5 @@
-"""The NAS-Bench-Graph space (search_spaces/gnn_bench.py), its benchmark wrapper and the Planetoid loader.
+"""The NAS-Bench-Graph space (search_spaces/gnn_bench.py), its benchmark wrapper and the Planetoid loader (the
+invariants every space keeps, on a small graph: tests/test_space_conformance.py).
 
 Tests that need the ``nas-bench-graph`` or ``torch-geometric`` packages, or the shared Cora files, skip with a
 message when they are absent.
@@ -15,23 +16,14 @@ import torch
 
 from nasframe.benchmarks.nasbench_graph import LINKS, OPS, PROTEINS_OPS, NASBenchGraph, decode_key, format_native
 from nasframe.core.arch import Arch
-from nasframe.core.modules import ChoiceModule, path_state_dict
 from nasframe.core.space import DataSpec
 from nasframe.data.paths import data_root
 from nasframe.errors import ConfigError, DataError, InvalidArchError
 from nasframe.export import extract
 from search_spaces.gnn_bench import BENCHMARK_MODELS, NODES, GNNBenchSpace, op_choice, plan_cell
+from test_space_conformance import GNN_BENCH_SPECIAL as SPECIAL
 
 CORA = DataSpec(in_channels=1433, input_size=(1, 1), num_classes=7)
-SPECIAL = [
-    "Arch([0, 1, 2, 3], ['gcn', 'gin', 'fc', 'cheb'])",  # a chain: one output node
-    "Arch([0, 0, 0, 0], ['gat', 'sage', 'arma', 'graph'])",  # four output nodes, all reading the input
-    "Arch([0, 0, 0, 0], ['gcn', 'gcn', 'gcn', 'skip'])",  # an input-valued leaf: not an output
-    "Arch([0, 1, 2, 3], ['skip', 'skip', 'gcn', 'fc'])",  # ops reading the input through skips
-    "Arch([0, 1, 1, 2], ['fc', 'skip', 'gat', 'gin'])",  # a skip between computed nodes
-    "Arch([0, 0, 1, 3], ['cheb', 'skip', 'arma', 'skip'])",  # an input-valued leaf, and a skip leaf of a computed node
-    "Arch([0, 1, 1, 1], ['gcn', 'skip', 'gat', 'gin'])",  # a skip leaf of a computed node among the outputs
-]
 
 
 @pytest.fixture(autouse=True)
@@ -335,19 +327,6 @@ def test_subnet_equals_supernet_path_with_other_pre_and_post_layers(graph, rng, 
     _assert_same_function(space, supernet, graph, [space.parse(s) for s in SPECIAL] + [space.sample(rng) for _ in range(6)])
 
 
-def test_subnet_is_plain_torch_and_counts_only_the_path(graph, rng):
-    space = GNNBenchSpace(graph.spec, hidden=8)
-    supernet = _trained(space, graph, rng, steps=1)
-    arch = space.parse(SPECIAL[1])
-    subnet = extract(space, supernet, arch)
-    assert not any(isinstance(m, ChoiceModule) for m in subnet.modules())  # no choice logic left
-    path = path_state_dict(supernet)
-    for name, value in subnet.state_dict().items():
-        assert torch.equal(value, path[name]) and value.data_ptr() != path[name].data_ptr()
-    n = sum(p.numel() for p in subnet.parameters())
-    assert n == space.count_params(arch) < sum(p.numel() for p in supernet.parameters())
-
-
 def test_weights_are_shared_per_position_and_op(graph, rng):
     space = GNNBenchSpace(graph.spec, hidden=8, dropout=0.0)
     supernet = space.build_supernet()
@@ -372,18 +351,6 @@ def test_weights_are_shared_per_position_and_op(graph, rng):
     third = space.parse("Arch([0, 0, 1, 2], ['gcn', 'sage', 'fc', 'fc'])")
     supernet.set_arch(third)
     assert supernet.nodes["2"].active_module() is not shared and supernet.nodes["2"].width == "input"
-
-
-def test_single_path_step_only_touches_the_active_blocks(graph):
-    space = GNNBenchSpace(graph.spec, hidden=8)
-    supernet = space.build_supernet()
-    arch = space.parse(SPECIAL[4])
-    supernet.set_arch(arch)
-    supernet.zero_grad(set_to_none=True)
-    supernet(graph.x, graph.edge_index).sum().backward()
-    active = {id(p) for p in path_state_dict(supernet).values()}
-    for name, p in supernet.named_parameters():
-        assert (p.grad is not None) == (id(p) in active), name
 
 
 def test_set_arch_failures_leave_no_stale_path(space, pyg):
@@ -496,11 +463,11 @@ def test_missing_root_and_unknown_name_are_clear_errors(tmp_path):
 
 
 def test_config_file_builds_the_cora_model():
-    from pathlib import Path
-
     from omegaconf import OmegaConf
 
-    node = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "space" / "gnn_bench.yaml")
+    from nasframe.cli import compose_config
+
+    node = compose_config("search", ["space=gnn_bench"]).space
     space = GNNBenchSpace.from_config(node, where="space", data=CORA)
     cora = BENCHMARK_MODELS["cora"]
     assert node.name == space.name == "gnn_bench"
@@ -509,16 +476,6 @@ def test_config_file_builds_the_cora_model():
     assert space.choice("op_1").options == OPS
     with pytest.raises(ConfigError, match=r"space\.hiden: unknown key"):
         GNNBenchSpace.from_config({**OmegaConf.to_container(node), "hiden": 3}, where="space", data=CORA)
-
-
-def test_subnet_exports_with_torch_export(graph, tmp_path):
-    space = GNNBenchSpace(graph.spec, hidden=8)
-    for text in (SPECIAL[1], "Arch([0, 1, 1, 1], ['gcn', 'cheb', 'gin', 'fc'])"):  # every op
-        subnet = space.build_subnet(space.parse(text)).eval()
-        torch.export.save(torch.export.export(subnet, (graph.x, graph.edge_index)), tmp_path / "subnet.pt2")
-        program = torch.export.load(tmp_path / "subnet.pt2").module()
-        with torch.no_grad():
-            assert torch.allclose(program(graph.x, graph.edge_index), subnet(graph.x, graph.edge_index), atol=1e-6)
 
 
 def test_arch_json_round_trip_keeps_the_space_settings(space):
