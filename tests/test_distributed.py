@@ -87,3 +87,74 @@ def test_context_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RANK", "two")
     with pytest.raises(ConfigError, match="RANK, WORLD_SIZE and LOCAL_RANK"):
         DistributedContext.from_env()
+
+
+# -- BatchNorm statistics over ranks in fp32 under bf16 autocast ----------------------------------------------------
+def alternating_bf16_batch() -> torch.Tensor:
+    """``(1, 2, 17, 17)`` bf16: channel 0 all ``1 + 2**-7``, channel 1 alternating 1 and ``1 + 2**-6``. Every value
+    is exact in bf16, and every sum, square and sum of squares is exact in fp32, but not in bf16 (8 significant
+    bits): the count 289 is 288 in bf16, ``(1 + 2**-6)**2`` rounds, and channel 1's variance ``2**-14`` (with its
+    mean ``1 + 144 * 2**-6 / 289``) vanishes in bf16 arithmetic."""
+    x = torch.empty(1, 2, 17, 17)
+    x[:, 0] = 1 + 2**-7
+    x[:, 1] = (1 + 2**-6 * (torch.arange(17 * 17) % 2)).view(17, 17)
+    return x.to(torch.bfloat16)
+
+
+def test_global_batch_statistics_accumulate_in_fp32_under_bf16_autocast() -> None:
+    from nasframe.training.distributed import global_batch_statistics
+
+    x = alternating_bf16_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mean, var, n = global_batch_statistics(x)
+    assert mean.dtype == var.dtype == n.dtype == torch.float32
+    assert n.item() == 289  # bf16 would hold 288
+    exact = x.double()
+    torch.testing.assert_close(mean, exact.mean(dim=(0, 2, 3)).float(), atol=0, rtol=2**-23)
+    torch.testing.assert_close(var, exact.var(dim=(0, 2, 3), unbiased=False).float(), atol=1e-6, rtol=0)
+    assert abs(var[1].item() - 144 * 145 / 289**2 * 2**-12) < 1e-6 and var[0].item() < 1e-6
+    # the same statistics as for the fp32 input without autocast, bit for bit
+    for got, want in zip((mean, var, n), global_batch_statistics(x.float())):
+        assert torch.equal(got, want)
+    # and the test can tell: the same formula in bf16 arithmetic is far off
+    xb = x
+    bf16_n = torch.tensor(289.0, dtype=torch.bfloat16)
+    bf16_mean = xb.sum(dim=(0, 2, 3)) / bf16_n
+    bf16_var = (xb * xb).sum(dim=(0, 2, 3)) / bf16_n - bf16_mean * bf16_mean
+    assert bf16_n.item() == 288
+    assert (bf16_var.float() - var).abs().max() > 1e-3
+
+
+@pytest.fixture
+def one_rank_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A gloo process group of this process alone, reported as 2 ranks so that ``CrossRankBatchNorm2d`` takes its
+    cross-rank path (an all-reduce over one rank is the identity)."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        dist.destroy_process_group()
+
+
+def test_cross_rank_batchnorm_under_bf16_autocast_matches_fp32_batchnorm(one_rank_group) -> None:
+    from torch import nn
+
+    from nasframe.training.distributed import CrossRankBatchNorm2d
+
+    x = alternating_bf16_batch().requires_grad_()
+    reference = nn.BatchNorm2d(2)
+    layer = nn.BatchNorm2d(2)
+    layer.__class__ = CrossRankBatchNorm2d
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16  # as BatchNorm2d under autocast: the input's dtype
+    want = reference(x.detach().float())
+    torch.testing.assert_close(y.float(), want, atol=1e-2, rtol=1e-2)  # one bf16 rounding of the output
+    # the running statistics are the fp32 ones (momentum 0.1 of the fp32 mean and unbiased variance)
+    torch.testing.assert_close(layer.running_mean, reference.running_mean, atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(layer.running_var, reference.running_var, atol=1e-7, rtol=1e-5)
+    assert layer.num_batches_tracked.item() == 1
+    y.float().pow(2).sum().backward()  # the gradient flows back through the fp32 statistics and the all-reduce
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()

@@ -1,7 +1,9 @@
 """Atomic, safe checkpoints.
 
 A checkpoint is written to a temporary file in the same directory, flushed to disk, then renamed over the
-old one (``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written file.
+old one (``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written file; the
+directory is then fsynced so that the rename itself survives a power loss (on POSIX a rename lives in the
+directory's entries, which a file's fsync does not flush).
 Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only,
 never arbitrary pickled objects.
 """
@@ -37,7 +39,23 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
     return path
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Flush ``directory``'s entries (a rename into it) to disk. A no-op where directories cannot be opened or
+    fsynced (Windows, some network file systems): there the rename is as durable as the platform makes it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -13,8 +13,9 @@ takes the same SGD step a single process would take on the global batch:
   inactive op. Reducing exactly the gradients that exist is cheaper and, because every rank trains the same
   path, the set of gradients is the same on every rank.
 * **BatchNorm** normalises with the statistics of the global batch (:class:`CrossRankBatchNorm2d`: per-channel
-  sums, sums of squares and counts are all-reduced, with gradients flowing back through the all-reduce), as
-  ``SyncBatchNorm`` does on GPUs; PyTorch's ``SyncBatchNorm`` refuses CPU tensors, this one works with gloo.
+  sums, sums of squares and counts are accumulated in fp32, also under bf16 autocast, and all-reduced, with
+  gradients flowing back through the all-reduce), as ``SyncBatchNorm`` does on GPUs; PyTorch's
+  ``SyncBatchNorm`` refuses CPU tensors, this one works with gloo.
 * **Checkpoints** are written by rank 0 only; the state they hold is global (the same on every rank), so a run
   can resume with any number of ranks, as long as the global batch size stays the same.
 
@@ -146,6 +147,26 @@ class _SumOverRanks(torch.autograd.Function):
         return total
 
 
+def global_batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of ``x`` (``N, C, H, W``) over the global batch (all ranks' ``x``), and
+    the number of values per channel ``n``, all fp32 (fp64 for an fp64 ``x``).
+
+    The per-rank sums, sums of squares and count are accumulated in fp32 at least, whatever ``x``'s dtype (bf16 under
+    autocast: a bf16 sum keeps 8 significant bits, so the sum of a few hundred values, the count of a 17x17 map
+    or a square of a value near 1 would all be rounded), then all-reduced in fp32 with gradients flowing back
+    through the all-reduce. Without a process group of more than one rank the statistics are this rank's."""
+    with torch.autocast(x.device.type, enabled=False):
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=xf.dtype, device=x.device)
+        local = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)), count])
+        stats = _SumOverRanks.apply(local) if dist.is_initialized() and dist.get_world_size() > 1 else local
+        channels = x.shape[1]
+        n = stats[-1]
+        mean = stats[:channels] / n
+        var = (stats[channels : 2 * channels] / n - mean * mean).clamp_min(0.0)
+    return mean, var, n
+
+
 class CrossRankBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d that, in training mode, normalises with the mean and (biased) variance of the batch over all
     ranks, and updates its running statistics with them (unbiased variance, as ``BatchNorm2d``). Same parameters
@@ -154,19 +175,14 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
-        stats = _SumOverRanks.apply(torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), count]))
-        channels = x.shape[1]
-        n = stats[-1]
-        mean = stats[:channels] / n
-        var = (stats[channels : 2 * channels] / n - mean * mean).clamp_min(0.0)
+        mean, var, n = global_batch_statistics(x)
         if self.track_running_stats and self.running_mean is not None:
             self._update_running_stats(mean.detach(), var.detach() * n / (n - 1).clamp_min(1.0))
-        shape = (1, channels, 1, 1)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        shape = (1, x.shape[1], 1, 1)
+        y = (x.to(mean.dtype) - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+            y = y * self.weight.to(mean.dtype).view(shape) + self.bias.to(mean.dtype).view(shape)
+        return y.to(x.dtype)  # as BatchNorm2d: the input's dtype (bf16 under autocast), computed in fp32
 
     def _update_running_stats(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
         self.num_batches_tracked.add_(1)
