@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasframe.benchmarks.base import build_benchmark
 from nasframe.config import RankConfig, RankingConfig, SearchConfig
+from nasframe.core.registry import DATASETS, SAMPLERS, SELECTORS, SPACES
 from nasframe.core.settings import settings_from
 from nasframe.errors import ConfigError, DataError
 from nasframe.evaluation.hybrid import HybridEvaluator
@@ -36,12 +37,25 @@ from nasframe.training.trainer import restore_supernet
 log = logging.getLogger("nasframe.rank")
 
 
-def load_run_config(run: str | Path) -> DictConfig:
-    """The resolved config of a search run directory, checked against the search schema."""
+#: the components a run's config names through a registry: config group -> registry
+RUN_COMPONENTS = {"space": SPACES, "dataset": DATASETS, "sampler": SAMPLERS, "selector": SELECTORS}
+
+
+def load_run_config(run: str | Path, *, allow_import: bool = False) -> DictConfig:
+    """The resolved config of a search run directory, checked against the search schema.
+
+    The names of its components (space, data set, sampler, selector) are read from a file, so they must be registered
+    or entry-point names: a ``module:attr`` path is refused without importing it, unless ``allow_import=True`` (a run
+    you trust)."""
     path = Path(run).expanduser() / "config.yaml"
     if not path.is_file():
         raise DataError(f"{run} is not a search run directory (no config.yaml)")
-    return OmegaConf.merge(OmegaConf.structured(SearchConfig), OmegaConf.load(path))
+    cfg = OmegaConf.merge(OmegaConf.structured(SearchConfig), OmegaConf.load(path))
+    for group, registry in RUN_COMPONENTS.items():
+        name = OmegaConf.select(cfg, f"{group}.name", default=None)
+        if isinstance(name, str):
+            registry.get(name, allow_import=allow_import, source=f"{path} ({group}.name)")
+    return cfg
 
 
 def rank_setup(cfg: DictConfig) -> tuple[SearchSetup, Path | None]:

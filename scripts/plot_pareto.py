@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from nasframe.core.registry import SPACES
 from nasframe.data.base import build_dataset
 from nasframe.errors import NasframeError
+from nasframe.markdown import markdown_table
+from nasframe.rank import load_run_config
 from nasframe.selection.constraints import load_latency_budget
 
 
@@ -31,7 +32,7 @@ def load_run(run: Path) -> tuple[dict, object, object, object]:
     selection = json.loads(selection_path.read_text())
     if "pareto_front" not in selection.get("details", {}):
         raise NasframeError(f"{selection_path} has no Pareto front: run the search with selector.objective=pareto")
-    cfg = OmegaConf.load(config_path)
+    cfg = load_run_config(run)  # names read from the run's file: registered ones only
     data = build_dataset(cfg.dataset)
     space = SPACES.build(cfg.space, "space", data=data.spec)
     budget = load_latency_budget(space, cfg.constraints.latency_table, cfg.constraints.max_latency_ms)
@@ -82,9 +83,8 @@ def main() -> None:
         f"- latency: {budget.describe()}; table `{cfg.constraints.latency_table}`",
         f"- plot: `{args.out.name}.png`; command: `python scripts/plot_pareto.py {args.run} --out {args.out}`",
         "",
-        "| predicted latency (ms) | valid accuracy (%) | arch |",
-        "| ---: | ---: | --- |",
-        *[f"| {p['latency_ms']:.3f} | {p['score']:.2f} | `{p['arch']}` |" for p in front],
+        markdown_table(["predicted latency (ms)", "valid accuracy (%)", "arch"],
+                       [[f"{p['latency_ms']:.3f}", f"{p['score']:.2f}", f"`{p['arch']}`"] for p in front], "rrl"),
         "",
     ]
     Path(f"{args.out}.md").write_text("\n".join(lines))

@@ -6,7 +6,10 @@ trained all 15,625 cells on CIFAR-10, CIFAR-100 and ImageNet16-120. Two sources:
 * ``table``: a CSV with ``index, arch`` and one column per metric (``cifar10_test`` ...), such as
   ``$NASFRAME_DATA/nb201/accuracy.csv`` (200-epoch test accuracy averaged over seeds);
 * ``api``: the official benchmark file read through the ``nas-bench-201`` package (``NASBench201API``), which
-  adds validation accuracies and costs (params, FLOPs, latency).
+  adds validation accuracies and costs (params, FLOPs, latency). That package unpickles the ``.pth`` file with
+  ``torch.load`` and its default ``weights_only``: restricted with torch >= 2.6, but unrestricted (the file can run
+  code when loaded) with torch 2.4/2.5, which nasframe supports, or with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.
+  So ``source=api`` (never the default) is for a file you trust, such as the official release; ``table`` reads CSV.
 
 Metrics are named ``<dataset>_<split>``: ``cifar10_valid`` (the ``cifar10-valid`` protocol: trained on 25k,
 evaluated on the other 25k), ``cifar10_test``, ``cifar100_valid``, ``cifar100_test``, ``imagenet16_120_valid``,
@@ -143,6 +146,8 @@ def _api_metrics(api: Any, index: int) -> dict[str, float]:
 
 
 def _open_api(path: Path) -> Any:
+    """The ``NASBench201API`` of the benchmark file at ``path``. The third-party package unpickles the file: only
+    open a file you trust (see the module docstring)."""
     if not path.exists():
         raise DataError(f"NAS-Bench-201 benchmark file not found at {path}")
     try:

@@ -5,7 +5,12 @@ A registry resolves a name in this order:
 1. names registered in code with :meth:`Registry.register`;
 2. entry points of the registry's group (``nasframe.spaces``, ...) declared by any installed package:
    this is how the ``search_spaces`` package plugs its spaces in without ``nasframe`` importing it;
-3. a ``"package.module:ClassName"`` path, for classes in code that is not installed.
+3. a ``"package.module:ClassName"`` path, for classes in code that is not installed: only for names that come
+   from the command line or a library call. Importing a module runs its code, so a name read from a file (the space
+   of an export's ``arch.json``, the components of a run's ``config.yaml``) is resolved with
+   ``allow_import=False``: a module path is then refused before anything is imported, and only registered and
+   entry-point names resolve. Readers of files take the same flag (``load_export(..., allow_import=True)``,
+   ``load_run_config(..., allow_import=True)``) for a caller who trusts the file.
 
 Unknown names raise :class:`~nasframe.errors.UnknownNameError` listing the known ones.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import pkgutil
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -34,11 +40,17 @@ class Registry(Generic[T]):
         self._registered: dict[str, T] = {}
 
     def _import_builtins(self) -> None:
-        """Import nasframe's own modules of this kind, whose classes register themselves on import."""
+        """Import nasframe's own modules of this kind, whose classes register themselves on import. A name ending
+        in ``.*`` stands for every module of that package, so a new sampler (say) is one new file there."""
         while self._builtin_modules:
             module, *rest = self._builtin_modules
             self._builtin_modules = tuple(rest)
-            importlib.import_module(module)
+            if module.endswith(".*"):
+                package = importlib.import_module(module[:-2])
+                self._builtin_modules += tuple(f"{package.__name__}.{info.name}"
+                                               for info in pkgutil.iter_modules(package.__path__))
+            else:
+                importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: ``@SAMPLERS.register("uniform")``."""
@@ -62,13 +74,22 @@ class Registry(Generic[T]):
         self._import_builtins()
         return sorted(set(self._registered) | set(self._entry_points()))
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, *, allow_import: bool = True, source: str | None = None) -> T:
+        """The class registered as ``name``. ``allow_import=False`` (for names read from a file, ``source`` naming
+        where) resolves registered and entry-point names only: a ``module:attr`` path is refused without importing
+        the module. The default, for names from the command line or code, imports it."""
         self._import_builtins()
         if name in self._registered:
             return self._registered[name]
         entry = self._entry_points().get(name)
         if entry is not None:
             return entry.load()
+        if ":" in name and not allow_import:
+            raise UnknownNameError(
+                f"refusing {self.kind} '{name}'{f' read from {source}' if source else ''}: a module path from a file "
+                f"is not imported (importing runs its code); known: {', '.join(self.names()) or 'none'}. To allow it, "
+                f"declare it as an entry point of group '{self.entry_point_group}' or load with allow_import=True if "
+                f"you trust the file")
         if ":" in name:
             module_name, _, attr = name.partition(":")
             try:
@@ -112,14 +133,5 @@ def _checkout_entry_points(group: str) -> dict[str, EntryPoint]:
 
 SPACES: Registry[Any] = Registry("search space", "nasframe.spaces")
 DATASETS: Registry[Any] = Registry("dataset", "nasframe.datasets", ("nasframe.data.digits", "nasframe.data.cifar10", "nasframe.data.planetoid"))
-SAMPLERS: Registry[Any] = Registry(
-    "path sampler", "nasframe.samplers",
-    ("nasframe.sampling.uniform", "nasframe.sampling.pada", "nasframe.sampling.fewshot", "nasframe.sampling.darts",
-     "nasframe.sampling.sandwich"),
-)
-SELECTORS: Registry[Any] = Registry(
-    "selector", "nasframe.selectors", (
-        "nasframe.selection.evolutionary", "nasframe.selection.random_search", "nasframe.selection.magnitude",
-        "nasframe.selection.perturbation",
-    ),
-)
+SAMPLERS: Registry[Any] = Registry("path sampler", "nasframe.samplers", ("nasframe.sampling.*",))
+SELECTORS: Registry[Any] = Registry("selector", "nasframe.selectors", ("nasframe.selection.*",))

@@ -2,8 +2,10 @@
 
 ``arch.json`` (plain JSON) names the space, its settings, the data spec and the arch; the space rebuilds the
 standalone network and ``subnet_state_dict.pt`` is read with ``torch.load(weights_only=True)`` (tensors only).
-An export from an untrusted source can therefore not run code when loaded. (``subnet.pt2`` programs are loaded
-with ``torch.export.load``, which also does not unpickle arbitrary objects.)
+The space named in ``arch.json`` resolves only to a registered or entry-point space: a ``module:attr`` path there is
+refused without importing the module (``allow_import=True`` lifts this for an export you trust). An export from an
+untrusted source can therefore not run code when loaded, beyond the installed spaces it names. (``subnet.pt2``
+programs are loaded with ``torch.export.load``, which also does not unpickle arbitrary objects.)
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from torch import nn
 
 from nasframe.core.registry import SPACES
 from nasframe.core.space import DataSpec
-from nasframe.errors import CheckpointError
+from nasframe.errors import CheckpointError, UnknownNameError
 
 
-def load_export(export_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The subnet saved by :func:`~nasframe.export.save.save_export` in ``export_dir``, in eval mode."""
+def load_export(export_dir: str | Path, map_location: str | torch.device = "cpu", *,
+                allow_import: bool = False) -> nn.Module:
+    """The subnet saved by :func:`~nasframe.export.save.save_export` in ``export_dir``, in eval mode.
+
+    ``allow_import=True`` also resolves a ``module:attr`` space name in ``arch.json`` by importing the module: only
+    for an export you trust, since importing runs the module's code."""
     out = Path(export_dir)
     record_path, state_path = out / "arch.json", out / "subnet_state_dict.pt"
     for path in (record_path, state_path):
@@ -33,8 +39,11 @@ def load_export(export_dir: str | Path, map_location: str | torch.device = "cpu"
         described = record["space"]
         data = described["data"]
         spec = DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"])
-        space = SPACES.get(described["name"])(spec, **described["config"])
+        space_class = SPACES.get(described["name"], allow_import=allow_import, source=str(record_path))
+        space = space_class(spec, **described["config"])
         arch = space.validate(record["arch"])
+    except UnknownNameError:
+        raise  # an unknown or refused space name: its message names it (and the file)
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{record_path} is not a nasframe arch record ({type(exc).__name__}: {exc})") from None
     try:
