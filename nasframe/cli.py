@@ -23,6 +23,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -149,6 +150,97 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def config_problem(config_name: str, args: Sequence[str]) -> str | None:
+    """Hydra's composition error for these arguments, as one line: a misspelt key (Hydra checks each group option
+    against its settings dataclass, see :mod:`nasframe.config`), a value of the wrong type, an unknown group option.
+    None when the config composes, and for arguments Hydra reports on itself: a malformed override, ``--help``,
+    another config directory or name, a sweep (``-m seed=0,1``), or ``HYDRA_FULL_ERROR=1`` (Hydra's traceback)."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return None
+    try:
+        parsed = get_args_parser().parse_args(list(args))
+        overrides = OverridesParser.create().parse_overrides(parsed.overrides)
+    except (Exception, SystemExit):
+        return None
+    if (parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion or parsed.experimental_rerun
+            or parsed.config_path or parsed.config_dir or parsed.config_name
+            or any(o.is_sweep_override() for o in overrides)):  # each job of a sweep composes its own config
+        return None
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            compose(config_name, overrides=[o.input_line for o in overrides], return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        return _one_line(exc)
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """A Hydra composition error and its cause on one line, without the config search path and the node details;
+    a key missing from a typed node lists the node's keys instead of Hydra's hint to append it with ``+``."""
+    import dataclasses
+
+    node = getattr(exc.__cause__, "object_type", None)
+    keys = [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else None
+    unknown_key = keys is not None and " not in " in str(exc.__cause__)
+    parts: list[str] = []
+    for error in (exc, exc.__cause__):
+        for line in str(error or "").split("Config search path:")[0].splitlines():
+            item = line.strip().rstrip(".")
+            if not item or item.startswith(("full_key:", "object_type=", "reference_type=")):
+                continue
+            if unknown_key and item.startswith("To append to your config use"):
+                continue
+            if line.startswith("\t") and parts:  # one of the options Hydra lists for a group
+                parts[-1] += (" " if parts[-1].endswith(":") else ", ") + item
+            elif parts and parts[-1].endswith(":"):
+                parts[-1] += " " + item
+            else:
+                parts.append(item)
+    if unknown_key:
+        parts.append(f"valid keys: {', '.join(keys) or 'none'}")
+    return "; ".join(parts)
+
+
+def output_dir_problem(config_name: str, args: Sequence[str]) -> str | None:
+    """Why Hydra could not create the run's output directory (``hydra.run.dir``, or ``hydra.sweep.dir`` with
+    ``-m``): a path in it is a file, or its nearest existing folder is not writable; None when it can (or when the
+    arguments do not run a job: ``--help``, ``--cfg``; or do not compose, which Hydra then reports itself)."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    try:
+        parsed = get_args_parser().parse_args(list(args))
+        if (parsed.help or parsed.hydra_help or parsed.cfg or parsed.info or parsed.shell_completion
+                or parsed.experimental_rerun):
+            return None
+        overrides = [o.input_line for o in OverridesParser.create().parse_overrides(parsed.overrides)
+                     if not o.is_sweep_override()]  # a sweep's values do not change where it writes
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        key = "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir"
+        target = Path(str(OmegaConf.select(cfg, key)))
+    except (Exception, SystemExit):  # not composable: Hydra reports the problem itself, with its own message
+        return None
+    existing = target
+    while not existing.exists() and not existing.is_symlink() and existing.parent != existing:
+        existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        return f"{key}={target}: {existing} is a broken link"
+    if not existing.is_dir():
+        return f"{key}={target}: {existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{key}={target}: {existing} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -167,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"nasframe: config directory {CONFIG_DIR} not found; install from a checkout with pip install -e .")
     config_name, task, _ = COMMANDS[command]
     register_configs()
+    problem = config_problem(config_name, argv[1:])
+    if problem:
+        sys.exit(f"nasframe {command}: error: {problem}")
+    problem = output_dir_problem(config_name, argv[1:])
+    if problem:
+        sys.exit(f"nasframe {command}: error: {problem}")
 
     def task_function(cfg: DictConfig) -> None:
         try:

@@ -1,20 +1,43 @@
 """Structured configs: the schema of a search run, registered in Hydra's ConfigStore.
 
-The top level and the framework-owned groups (``trainer``, ``evaluator``, ``constraints``, ``export``) are
-typed here, so Hydra rejects a wrong key or type before any work starts. The pluggable groups (``space``,
-``dataset``, ``sampler``, ``selector``) name a registered class in ``name``; the rest of the node is checked
-against that class's own ``Config`` dataclass when the run starts (:func:`nasframe.core.settings.settings_from`),
+The top level and the framework-owned groups (``trainer``, ``constraints``, ``export``) are typed here, so Hydra
+rejects a wrong key or type before any work starts. The pluggable groups (``space``, ``dataset``, ``sampler``,
+``selector``, ``benchmark``, ``evaluator``) are typed by their options: each option's settings dataclass (a
+registered class's ``Config``, or the evaluator's settings) is stored in the ConfigStore as
+``<group>_<name>_schema``, with a first field ``name`` that defaults to the option's name (:func:`register_configs`).
+The option's YAML file extends it and holds no default of its own::
+
+    # configs/sampler/sandwich.yaml
+    defaults:
+      - /sampler_sandwich_schema
+      - _self_
+
+so each default lives once, in the dataclass, and Hydra refuses a misspelt key (``sampler.num_rndom=3``, or one in
+a YAML file) when it composes the config. A new option is its module (the registered class and its ``Config``) plus
+that YAML file. An option without a dataclass (a third-party plugin, or ``space.name=package.module:Class``) stays an
+open node: its keys are checked against the class when the run starts (:func:`nasframe.core.settings.settings_from`),
 still before any data is loaded or any weight trained.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
 from nasframe.training.trainer import TrainerConfig
+
+log = logging.getLogger("nasframe.config")
+
+
+def schema_name(group: str, name: str) -> str:
+    """The ConfigStore name of the schema of option ``name`` of ``group``, which its YAML file names first in its
+    defaults (``/<group>_<name>_schema``). A config without a group: Hydra's help does not list it as an option."""
+    return f"{group}_{name}_schema"
 
 
 @dataclass
@@ -39,7 +62,7 @@ class BaselinesConfig:
 class SearchConfig:
     """One search: train a supernet, select an arch, export it."""
 
-    space: Any = MISSING
+    space: Any = MISSING  # the pluggable groups: each option's node is typed by its own schema (see above)
     dataset: Any = MISSING
     sampler: Any = MISSING
     selector: Any = MISSING
@@ -96,7 +119,7 @@ class TabularConfig:
 
     space: Any = MISSING
     benchmark: Any = MISSING
-    selectors: Dict[str, Any] = field(default_factory=_default_tabular_selectors)  # label -> selector node
+    selectors: Dict[str, Any] = field(default_factory=_default_tabular_selectors)  # label -> selector node (checked at the run)
     search_metric: str = "cifar10_test"
     report_metric: str = "cifar10_test"
     max_queries: int = 300
@@ -104,11 +127,68 @@ class TabularConfig:
     out: Optional[str] = None  # default: the run directory
 
 
+def option_schemas() -> dict[str, dict[str, type]]:
+    """group -> option name -> settings dataclass, for every option of the pluggable groups nasframe can resolve by
+    name (registered in code or declared as an entry point) whose class has a dataclass ``Config``; the evaluators'
+    settings. A class that fails to import, or has no dataclass, is left out: its node stays unchecked by Hydra."""
+    from nasframe.benchmarks.base import BENCHMARKS
+    from nasframe.core.registry import DATASETS, SAMPLERS, SELECTORS, SPACES
+    from nasframe.core.settings import Configurable
+    from nasframe.search import EVALUATORS
+
+    schemas: dict[str, dict[str, type]] = {}
+    for group, registry in (("space", SPACES), ("dataset", DATASETS), ("sampler", SAMPLERS), ("selector", SELECTORS),
+                            ("benchmark", BENCHMARKS)):
+        schemas[group] = {}
+        for name in registry.names():
+            try:
+                cls = registry.get(name)
+            except Exception as exc:  # a broken plugin fails when a run builds it, with the registry's message
+                log.debug("%s '%s' not loaded for its config schema: %s", registry.kind, name, exc)
+                continue
+            schema = getattr(cls, "Config", None)
+            if schema is Configurable.Config:  # no settings of its own: Hydra's messages name the class
+                schema = dataclasses.make_dataclass(f"{getattr(cls, '__name__', name)}.Config", [])
+            if isinstance(schema, type) and dataclasses.is_dataclass(schema):
+                schemas[group][name] = schema
+    schemas["evaluator"] = dict(EVALUATORS)
+    return schemas
+
+
+def option_node(name: str, schema: type) -> type:
+    """The structured config of option ``name``: a dataclass with ``name`` (defaulting to ``name``) first, then the
+    fields of ``schema`` with their defaults; Hydra's messages name it as ``schema``."""
+    hints = typing.get_type_hints(schema)
+    fields: list[tuple[str, Any, Any]] = [("name", str, field(default=name))]
+    for f in dataclasses.fields(schema):
+        if f.name == "name":
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = field(default=f.default, metadata=f.metadata)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = field(default_factory=f.default_factory, metadata=f.metadata)
+        else:
+            default = field(default=MISSING, metadata=f.metadata)  # required: Hydra reports it when missing
+        fields.append((f.name, hints.get(f.name, Any), default))
+    node = dataclasses.make_dataclass(schema.__name__, fields)
+    node.__module__, node.__doc__ = schema.__module__, schema.__doc__
+    return node
+
+
 def register_configs() -> None:
-    """Store the schemas named first in the defaults of the command configs (``configs/<command>.yaml``)."""
+    """Store the schemas named first in the defaults of the command configs (``configs/<command>.yaml``), and
+    each group option's schema (:func:`schema_name`) that its YAML file extends."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="search_schema", node=SearchConfig)
     store.store(name="rank_schema", node=RankConfig)
     store.store(name="tabular_schema", node=TabularConfig)
+    for group, options in option_schemas().items():
+        for name, schema in options.items():
+            try:
+                node = option_node(name, schema)
+            except Exception as exc:  # e.g. an annotation that does not resolve: the node stays unchecked
+                log.debug("%s '%s': no config schema: %s", group, name, exc)
+                continue
+            store.store(name=schema_name(group, name), node=node)

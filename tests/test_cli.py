@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,29 @@ def test_bad_input_fails_fast_with_a_message_that_names_it(tmp_path, override, m
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # failed before any training
+
+
+@pytest.mark.parametrize(("command", "below"), [("search", ""), ("rank", "/run"), ("tabular", "")])
+def test_a_run_dir_that_is_a_file_ends_in_one_line_naming_it(tmp_path, command, below):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    proc = nasframe(command, f"hydra.run.dir={blocker}{below}", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"nasframe {command}: error: hydra.run.dir={blocker}{below}: {blocker} is a file, "
+                                   "not a directory"), proc.stderr[-2000:]
+    if command == "search":  # a multirun's sweep dir too
+        sweep = nasframe(command, "-m", f"hydra.sweep.dir={blocker}", "seed=0,1", cwd=tmp_path)
+        assert sweep.returncode == 1 and "Traceback" not in sweep.stderr
+        assert f"hydra.sweep.dir={blocker}: {blocker} is a file" in sweep.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any directory")
+def test_a_run_dir_that_is_not_writable_ends_in_one_line_naming_it(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    proc = nasframe("search", f"hydra.run.dir={locked}/run", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"nasframe search: error: hydra.run.dir={locked}/run: {locked} is not writable"
 
 
 def test_usage_and_unknown_command(tmp_path):

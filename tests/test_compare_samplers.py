@@ -17,7 +17,7 @@ from nasframe.data.paths import data_root
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = data_root() / "nb201" / "accuracy.csv"
-TOY = ["dataset=digits", "~dataset.train_limit", "~dataset.valid_limit", "space.channels=4", "space.cells_per_stage=1",
+TOY = ["dataset=digits", "dataset.train_limit=0", "dataset.valid_limit=0", "space.channels=4", "space.cells_per_stage=1",
        "trainer.epochs=2", "trainer.batch_size=128", "trainer.progress=false", "selector.population_size=4",
        "selector.generations=1", "evaluator.bn_batch_size=64", "threads=2"]
 

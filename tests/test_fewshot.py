@@ -218,10 +218,10 @@ def test_bad_fewshot_settings(tiny_space):
 def test_the_default_exhaustive_split_takes_the_space_first_choice(tiny_space):
     from omegaconf import OmegaConf
 
-    from nasframe.cli import CONFIG_DIR
+    from nasframe.cli import compose_config
     from nasframe.sampling.fewshot import FewShotSampler
 
-    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "sampler" / "fewshot.yaml"))
+    settings = OmegaConf.to_container(compose_config("search", ["sampler=fewshot"]).sampler)
     settings.pop("name")
     sampler = FewShotSampler(tiny_space, **settings)
     first = tiny_space.choices[0]

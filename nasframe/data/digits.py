@@ -23,6 +23,8 @@ class DigitsConfig:
     valid_fraction: float = 0.2
     test_fraction: float = 0.2
     split_seed: int = 0
+    train_limit: int = 0  # use only the first N training images of the split (0: all), as cifar10's setting
+    valid_limit: int = 0  # likewise for the valid split
 
 
 @DATASETS.register("digits")
@@ -36,6 +38,8 @@ class Digits(Configurable):
         cfg = self.config
         if not (0 < cfg.valid_fraction < 1 and 0 < cfg.test_fraction < 1 and cfg.valid_fraction + cfg.test_fraction < 1):
             raise ConfigError("dataset: valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
+        if cfg.train_limit < 0 or cfg.valid_limit < 0:
+            raise ConfigError("dataset: train_limit and valid_limit must be >= 0 (0: the whole split)")
 
     def load(self) -> DatasetSplits:
         from sklearn.datasets import load_digits
@@ -57,9 +61,11 @@ class Digits(Configurable):
         def split(x: np.ndarray, y: np.ndarray) -> TensorSplit:
             return TensorSplit(torch.from_numpy((x - mean) / std), torch.from_numpy(y))
 
+        train_end = cfg.train_limit or len(y_train)
+        valid_end = cfg.valid_limit or len(y_valid)
         return DatasetSplits(
-            train=split(x_train, y_train),
-            valid=split(x_valid, y_valid),
+            train=split(x_train[:train_end], y_train[:train_end]),
+            valid=split(x_valid[:valid_end], y_valid[:valid_end]),
             test=split(x_test, y_test),
             spec=DataSpec(in_channels=1, input_size=(8, 8), num_classes=10),
             name="digits",
