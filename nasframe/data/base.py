@@ -164,6 +164,19 @@ class InMemoryLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         return self.epoch()
 
+    def probe_batches(self, count: int, seed: int, device: torch.device | str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``count`` batches drawn with ``seed`` (transformed like training batches), outside the epoch's order and
+        without touching its generator: data for decisions during training (a few-shot split's gradients)."""
+        generator = torch.Generator().manual_seed(seed)
+        batches = []
+        for _ in range(count):
+            idx = torch.randperm(len(self.split), generator=generator)[: self.batch_size].to(self.split.x.device)
+            x = self.split.x[idx]
+            if self.transform is not None:
+                x = self.transform(x, generator)
+            batches.append((x.to(device), self.split.y[idx].to(device)))
+        return batches
+
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 

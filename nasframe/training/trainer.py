@@ -110,7 +110,8 @@ class SupernetTrainer:
 
     def _restructure(self) -> None:
         """Let the sampler change the supernet's structure at an epoch boundary (few-shot splits)."""
-        new = self.sampler.restructure(self.supernet, self.epoch, self.config.epochs, self._probe_batches)
+        probe = lambda count: self.loader.probe_batches(count, seed=self.global_step, device=self.device)  # noqa: E731
+        new = self.sampler.restructure(self.supernet, self.epoch, self.config.epochs, probe)
         if new is None:
             return
         self.supernet = new.to(self.device).train()
@@ -122,19 +123,6 @@ class SupernetTrainer:
         log.info("epoch %d: %s", self.epoch, text)
         if self.writer is not None:
             self.writer.add_text("sampler/structure", text, self.epoch)
-
-    def _probe_batches(self, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``count`` training batches (augmented like training data), fixed by the current step."""
-        split, size = self.loader.split, self.loader.batch_size
-        generator = torch.Generator().manual_seed(self.global_step)
-        batches = []
-        for b in range(count):
-            idx = torch.randperm(len(split), generator=generator)[:size].to(split.x.device)
-            x = split.x[idx]
-            if self.loader.transform is not None:
-                x = self.loader.transform(x, generator)
-            batches.append((x.to(self.device), split.y[idx].to(self.device)))
-        return batches
 
     # -- the step ------------------------------------------------------------------------------------
     def train_step(
