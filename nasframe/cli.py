@@ -4,6 +4,7 @@ Commands:
   search   train a supernet, select an arch, export it (configs/search.yaml)
   rank     score archs with a trained supernet against a tabular benchmark (configs/rank.yaml)
   tabular  compare selectors on a tabular benchmark, no supernet (configs/tabular.yaml)
+  train    train a found arch standalone, from scratch or fine-tuned, with a protocol preset (configs/train.yaml)
   gather   one report from many search runs, e.g. a multirun sweep (plain arguments, not Hydra)
   latency  build a latency table on this device and report its accuracy on held-out archs (plain arguments)
   merge    merge few-shot sub-supernets trained as separate jobs into one checkpoint (plain arguments)
@@ -18,6 +19,7 @@ Examples::
     nasframe rank run=runs/2026-11-24/10-00-00 ranking.num_archs=0   # rank all archs of the space
     nasframe search -m hydra/launcher=joblib seed=0,1 sampler=uniform,pada   # 4 runs in parallel
     nasframe gather runs/multirun/2026-12-02/10-00-00 --benchmark nb201
+    nasframe train run=runs/2026-11-24/10-00-00 +protocol=nb201 trainer.epochs=20   # train the found arch
 """
 
 from __future__ import annotations
@@ -108,10 +110,30 @@ def _tabular(cfg: DictConfig) -> None:
     print(f"written to {out}/tabular.json, tabular.md and tabular.png")
 
 
+def _train(cfg: DictConfig) -> None:
+    from nasframe.evaluation_phase.run import run_train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    outcome = run_train(cfg, run_dir)
+    if outcome is None:
+        from nasframe.training.distributed import DistributedContext
+
+        if DistributedContext.from_env().is_main:
+            print(f"\nstopped before the last epoch (trainer.stop_after_epoch); continue with resume={run_dir}")
+        return
+    print(f"\ntrained   {outcome.native}")
+    print(f"accuracy  valid {outcome.valid_accuracy:.2f}%, test {outcome.test_accuracy:.2f}% (epoch {outcome.epoch})")
+    print(f"size      {outcome.params:,} parameters" + (f", {outcome.macs:,} MACs" if outcome.macs is not None else ""))
+    print(f"run dir   {outcome.run_dir}")
+    for name, path in outcome.files.items():
+        print(f"  {name:<12} {path}")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[DictConfig], None], str]] = {
     "search": ("search", _search, "train a supernet, select an arch, export it"),
     "rank": ("rank", _rank, "score archs with a trained supernet against a tabular benchmark"),
     "tabular": ("tabular", _tabular, "compare selectors on a tabular benchmark (no supernet)"),
+    "train": ("train", _train, "train a found arch standalone (arch= or run=; init=scratch|inherited; +protocol=...)"),
 }
 
 

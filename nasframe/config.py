@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from nasframe.evaluation_phase.settings import TrainSettings
 from nasframe.training.trainer import TrainerConfig
 
 log = logging.getLogger("nasframe.config")
@@ -127,6 +128,24 @@ class TabularConfig:
     out: Optional[str] = None  # default: the run directory
 
 
+@dataclass
+class TrainConfig:
+    """Train a found arch standalone: from scratch or from its inherited weights (``nasframe train``)."""
+
+    space: Any = None  # with arch=: the arch's space (run= takes the run's)
+    dataset: Any = None  # with arch=: the data set; with run=: default the run's
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)  # set by +protocol=... (configs/protocol/)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    arch: Optional[str] = None  # a native arch string (or JSON) of the space
+    run: Optional[str] = None  # a search run directory: its export/arch.json, space settings, data set
+    init: str = "scratch"  # scratch | inherited (the run's exported subnet weights, fine-tuned)
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    resume: Optional[str] = None  # a checkpoint file or train run directory to continue from
+
+
 def option_schemas() -> dict[str, dict[str, type]]:
     """group -> option name -> settings dataclass, for every option of the pluggable groups nasframe can resolve by
     name (registered in code or declared as an entry point) whose class has a dataclass ``Config``; the evaluators'
@@ -184,6 +203,7 @@ def register_configs() -> None:
     store.store(name="search_schema", node=SearchConfig)
     store.store(name="rank_schema", node=RankConfig)
     store.store(name="tabular_schema", node=TabularConfig)
+    store.store(name="train_schema", node=TrainConfig)
     for group, options in option_schemas().items():
         for name, schema in options.items():
             try:

@@ -99,10 +99,9 @@ class SearchSetup:
     distributed: DistributedContext
 
 
-def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
-    """Build and check all components of ``cfg``; raises a :class:`~nasframe.errors.NasframeError` on bad input."""
-    if not isinstance(cfg, DictConfig):
-        cfg = OmegaConf.structured(cfg)
+def training_context(cfg: DictConfig) -> tuple[DistributedContext, torch.device, TrainerConfig]:
+    """This process's place in a (data-parallel) run, its device and the checked trainer settings of ``cfg``
+    (torch's thread count set from ``cfg.threads``): what every command that trains starts with."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     distributed = DistributedContext.from_env()
@@ -110,6 +109,14 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
     trainer_cfg = settings_from(TrainerConfig, cfg.trainer, "trainer")
     trainer_cfg.check()
     distributed.check_batch(trainer_cfg.batch_size)
+    return distributed, device, trainer_cfg
+
+
+def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
+    """Build and check all components of ``cfg``; raises a :class:`~nasframe.errors.NasframeError` on bad input."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    distributed, device, trainer_cfg = training_context(cfg)
     evaluator_cfg = evaluator_settings(cfg.evaluator)
     data = build_dataset(cfg.dataset)
     space = build_space(cfg.space, data.spec)
