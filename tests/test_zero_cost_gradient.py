@@ -161,6 +161,20 @@ def test_jacob_cov_matches_per_example_jacobians_and_numpy():
     assert JacobCov().compute(net, batch)["jacov"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_jacob_cov_of_a_network_that_ignores_its_input_is_nan_not_an_error():
+    """NB201's all-none cell: the logits do not depend on the image (J = 0), so every row has zero variance."""
+    space = NB201Space(DataSpec(2, (4, 4), 3), channels=4, cells_per_stage=1)
+    net = space.build_subnet(space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert math.isnan(JacobCov().compute(net, image_batch())["jacov"])
+
+
+    class Constant(nn.Module):  # nothing in its output requires a gradient
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(x), 3)
+
+    assert math.isnan(JacobCov().compute(Constant(), image_batch())["jacov"])
+
+
 # -- through the evaluator --------------------------------------------------------------------------------------
 
 

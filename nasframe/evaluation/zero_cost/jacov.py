@@ -11,7 +11,8 @@ Each term ``-(log v + 1/v)`` is largest at ``v = 1`` and the eigenvalues of ``C`
 highest when the examples' gradients are uncorrelated (``C`` the identity): the paper's sign of a network
 that tells its inputs apart at initialisation. In BatchNorm's
 training mode the outputs of one example depend on the others, so ``J_i`` includes those terms, as in the
-papers' code. A row with zero variance has no correlation: the score is then NaN (the evaluator ranks it last).
+papers' code. A row with zero variance has no correlation: the score is then NaN (the evaluator ranks it last);
+so is a network whose output does not depend on its input at all (NB201's all-``none`` cell: ``J = 0``).
 The correlation and its eigenvalues are computed in float64 (``C`` is symmetric: real eigenvalues).
 
 Defaults from the proxy paper's code (SamsungLabs/zero-cost-nas, ``foresight/pruners/measures/jacob_cov.py``
@@ -54,5 +55,10 @@ class JacobCov(Proxy):
             raise ValueError("jacob_cov is defined for image networks, not graph networks")
         x = batch.inputs[0].detach().clone().requires_grad_(True)
         net.zero_grad(set_to_none=True)
-        (jacobian,) = torch.autograd.grad(net(x).sum(), x)
+        out = net(x).sum()
+        if not out.requires_grad:  # nothing depends on the input or on a parameter
+            return {"jacov": math.nan}
+        (jacobian,) = torch.autograd.grad(out, x, allow_unused=True)
+        if jacobian is None:  # the output ignores the input: J = 0, every row of zero variance
+            return {"jacov": math.nan}
         return {"jacov": jacob_cov_score(jacobian)}
