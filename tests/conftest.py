@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -37,3 +41,22 @@ def cifar_like_space() -> NB201Space:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(name)``: the module of ``scripts/<name>.py``, imported with ``scripts/`` on the path (as when it
+    runs), for tests of a script's functions."""
+    folder = Path(__file__).resolve().parent.parent / "scripts"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        sys.path.insert(0, str(folder))
+        try:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(folder))
+        return module
+
+    return load

@@ -4,7 +4,6 @@ again, so that a long comparison can span sessions."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -56,14 +55,8 @@ def test_rows_for_every_method_and_seed_then_resume_without_training(tmp_path: P
     assert "Still to run" in (tmp_path / "out" / "sampler_comparison_nb201_cifar10_compare_cpu.md").read_text()
 
 
-def test_rows_of_another_budget_or_arch_sample_are_not_reused(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("compare_samplers", ROOT / "scripts" / "compare_samplers.py")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+def test_rows_of_another_budget_or_arch_sample_are_not_reused(tmp_path: Path, load_script) -> None:
+    module = load_script("compare_samplers")
     budget = {"trainer": {"epochs": 10}, "space": {"channels": 16}}
     row = {"method": "uniform", "seed": 0, "num_archs": 200, "sample_seed": 0}
     report = tmp_path / "report.json"

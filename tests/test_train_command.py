@@ -241,14 +241,9 @@ def test_train_gnn_bench_on_cora_with_the_nasbench_graph_protocol(cora_root, tmp
     assert program(x, edge_index).shape == (5, 7)
 
 
-def test_nasbench_graph_reproduction_script_at_toy_scale(cora_root, tmp_path):
+def test_nasbench_graph_reproduction_script_at_toy_scale(cora_root, tmp_path, load_script):
     pytest.importorskip("nas_bench_graph", reason="needs the nas-bench-graph package")
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "nasbench_graph_reproduction.py"
-    spec = importlib.util.spec_from_file_location("nasbench_graph_reproduction", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("nasbench_graph_reproduction")
 
     from nasframe.benchmarks.nasbench_graph import NASBenchGraph
 

@@ -3,10 +3,8 @@ computed as its docstring defines them (values chosen so the taus can be counted
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,6 @@ from nasframe.core.space import DataSpec
 from nasframe.evaluation.zero_cost.combine import combine_population
 from search_spaces.nb201 import NB201Space
 
-ROOT = Path(__file__).resolve().parent.parent
 ARCHS = ["|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
          "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|",
          "|avg_pool_3x3~0|+|nor_conv_3x3~0|none~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_1x1~2|",
@@ -26,15 +23,8 @@ TRUTH = [90.0, 80.0, 85.0, 95.0]  # true order: B < C < A < D
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("zero_cost_combination", ROOT / "scripts" / "zero_cost_combination.py")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return module
+def script(load_script):
+    return load_script("zero_cost_combination")
 
 
 def _write(folder: Path, name: str, rows: list[dict], seconds: float) -> None:
