@@ -75,11 +75,27 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key, members in groups.items():
         entry: dict[str, Any] = {"settings": key, "runs": len(members)}
         for field in ("valid_accuracy", "test_accuracy", "true_accuracy"):
-            values = [m[field] for m in members if field in m]
+            values = [m[field] for m in members if m.get(field) is not None]
             if values:
                 entry[field] = (statistics.mean(values), statistics.pstdev(values))
+        entry["baselines"] = baseline_means(members)
         summary.append(entry)
     return summary
+
+
+def baseline_means(members: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Each baseline row's true accuracy (the search report's largest arch, random search ...) as mean and
+    standard deviation over ``members``, where their outcomes hold one."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for member in members:
+        for row in member.get("baselines", {}).get("rows", []):
+            if row.get("true_accuracy") is not None:
+                values[row["label"]].append(row["true_accuracy"])
+    return {label: (statistics.mean(v), statistics.pstdev(v)) for label, v in values.items()}
+
+
+def _percent(value: Any) -> str | None:
+    return None if value is None else f"{value:.2f}"
 
 
 def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summary: list[dict[str, Any]],
@@ -91,8 +107,8 @@ def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summa
     header += ["params", "train s", "total s"]
     table = []
     for r in rows:
-        cells = [r["run"], " ".join(r["overrides"]) or "-", f"`{r['arch']}`", f"{r['valid_accuracy']:.2f}",
-                 f"{r['test_accuracy']:.2f}"]
+        cells = [r["run"], " ".join(r["overrides"]) or "-", f"`{r['arch']}`", _percent(r.get("valid_accuracy")),
+                 _percent(r.get("test_accuracy"))]
         cells += [f"{r['true_accuracy']:.2f}" if "true_accuracy" in r else None] if true_col else []
         cells += [f"{r['params']:,}", f"{r['seconds']['train']:.0f}", f"{r['seconds']['total']:.0f}"]
         table.append(cells)
@@ -103,6 +119,11 @@ def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summa
         [[s["settings"], s["runs"]] + [f"{s[f][0]:.2f} ± {s[f][1]:.2f}" if f in s else None for f in fields]
          for s in summary],
         "l" + "r" * (len(fields) + 1))]
+    baselines = [[s["settings"], label, f"{mean:.2f} ± {std:.2f}"]
+                 for s in summary for label, (mean, std) in s["baselines"].items()]
+    if baselines:
+        lines += ["", "## Baselines over seeds (true accuracy, from each run's report)", "",
+                  markdown_table(["settings", "baseline", "true acc."], baselines, "llr")]
     if unfinished:
         lines += ["", "## Unfinished (checkpoint, no outcome: resume with `nasframe search resume=DIR`)", ""]
         lines += [f"- {p.relative_to(root)}" for p in unfinished]

@@ -59,3 +59,21 @@ def test_gather_errors_name_the_problem(tmp_path: Path) -> None:
 def test_seed_is_not_part_of_the_setting() -> None:
     assert group_key({"overrides": ["seed=3", "sampler=pada"]}) == "sampler=pada"
     assert group_key({"overrides": ["seed=3"]}) == "(defaults)"
+
+
+def test_training_free_runs_are_gathered_with_their_baselines(tmp_path: Path) -> None:
+    from nasframe.gather import gather
+
+    for seed, (picked, random) in enumerate([(93.0, 92.0), (94.0, 93.0)]):
+        run = tmp_path / str(seed)
+        run.mkdir()
+        rows = [{"label": "selected", "true_accuracy": picked}, {"label": "largest arch", "true_accuracy": 93.76},
+                {"label": "random search, 200 evaluations", "true_accuracy": random}]
+        (run / "outcome.json").write_text(json.dumps({  # evaluator=zero_cost: no valid or test accuracy
+            "space": "nb201", "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "seed": seed,
+            "params": 10, "seconds": {"train": 0.0, "total": 1.0}, "baselines": {"rows": rows}}))
+    report = gather(tmp_path).read_text()
+    summary = json.loads((tmp_path / "gather.json").read_text())["summary"]
+    assert summary[0]["baselines"] == {"selected": [93.5, 0.5], "largest arch": [93.76, 0.0],
+                                       "random search, 200 evaluations": [92.5, 0.5]}
+    assert "| random search, 200 evaluations | 92.50 ± 0.50 |" in report
