@@ -83,13 +83,27 @@ def main() -> None:
         row = {"method": method, "seed": seed, **{m: report.metrics[m] for m in METRICS},
                "found_arch": outcome.native, "found_true": benchmark.metric(outcome.native, "cifar10_test"),
                "search_seconds": search_seconds, "scoring_seconds": report.seconds,
-               "num_archs": args.num_archs, "sample_seed": args.sample_seed}
+               "num_archs": args.num_archs, "sample_seed": args.sample_seed,
+               "baselines": trivial_baselines(report.extra.get("baselines", {}))}
         rows[method, seed] = row
         done.write_text(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
         write(args, stem, rows, wanted, cfg)
     if cfg is not None:
         write(args, stem, rows, wanted, cfg)
+
+
+def trivial_baselines(found: dict) -> dict:
+    """The ranking's trivial baselines on the same archs (#params, FLOPs, a random ranking's expectation)."""
+    return {name: {m: metrics[m] for m in METRICS if m in metrics} for name, metrics in found.items()}
+
+
+def backfill_baselines(rows: dict, args) -> None:
+    """Rows written before rows carried their baselines: read them from the run's ranking.json when it is kept."""
+    for (method, seed), row in rows.items():
+        ranking = args.runs / args.experiment / f"{method}-seed{seed}" / "ranking" / "ranking.json"
+        if "baselines" not in row and ranking.is_file():
+            row["baselines"] = trivial_baselines(json.loads(ranking.read_text()).get("baselines", {}))
 
 
 #: config keys that differ between the rows of one comparison
@@ -140,6 +154,7 @@ def same_budget(stored: dict, current: dict, defaults: dict) -> bool:
 
 def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tuple[str, int]], cfg) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
+    backfill_baselines(found, args)
     rows = [found[key] for key in sorted(found, key=lambda k: (list(METHODS).index(k[0]), k[1]))]
     missing = [f"{method} seed {seed}" for method, seed in wanted if (method, seed) not in found]
     command = "python " + " ".join(a for a in sys.argv if a != "--report-only")  # the command that runs the rows
@@ -173,6 +188,15 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
         table.append([method, ", ".join(str(r["seed"]) for r in rs), cell("kendall_tau"), cell("spearman"),
                       cell("precision_at_top_5pct", 2), cell("precision_at_top_10pct", 2),
                       cell("true_accuracy_of_best_scored", 2), cell("found_true", 2), f"{minutes:.1f} min"])
+    baselines = next((r["baselines"] for r in rows if r.get("baselines")), {})
+    for name, metrics in baselines.items():  # the same archs for every row: one value, no seeds
+        table.append([f"baseline: {name}", "-", *(f"{metrics[m]:.{d}f}" if m in metrics else None for m, d in (
+            ("kendall_tau", 3), ("spearman", 3), ("precision_at_top_5pct", 2), ("precision_at_top_10pct", 2),
+            ("true_accuracy_of_best_scored", 2))), None, None])
+    largest = benchmark_largest_cell()
+    if largest is not None:
+        table.append(["baseline: largest cell (every edge nor_conv_3x3)", "-", None, None, None, None, None,
+                      f"{largest:.2f}", None])
     lines.append(markdown_table(
         ["method", "seeds", "Kendall tau", "Spearman", "P@top-5%", "P@top-10%", "true acc. of best-scored",
          "found arch (evolution)", "time per run"], table, "llrrrrrrr"))
@@ -183,6 +207,18 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
     Path(f"{stem}.md").write_text("\n".join(lines))
     plot(rows, f"{stem}.png")
     print("\n".join(lines))
+
+
+#: NB201's largest cell: every edge the 3x3 convolution, the most parameters and FLOPs
+LARGEST_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def benchmark_largest_cell() -> float | None:
+    """The largest cell's true CIFAR-10 test accuracy (the found-arch baseline); None without the table."""
+    try:
+        return NB201Benchmark().metric(LARGEST_CELL, "cifar10_test")
+    except Exception:  # noqa: BLE001 - the table is optional for the report
+        return None
 
 
 def _images(dataset, limit_key: str) -> str:
