@@ -32,7 +32,7 @@ from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEval
 from nasframe.search import (SearchSetup, build_supernet, evaluator_settings, is_training_free, make_evaluator,
                              make_training_free_evaluator, make_zero_cost_evaluator, setup_search)
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from nasframe.training.trainer import restore_supernet
+from nasframe.training.restore import restore_supernet
 
 log = logging.getLogger("nasframe.rank")
 

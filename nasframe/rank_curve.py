@@ -23,7 +23,7 @@ from nasframe.config import RankingConfig
 from nasframe.errors import ConfigError
 from nasframe.evaluation.ranking import RankingReport, ScoringStopped, rank_archs
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from nasframe.training.trainer import KEPT_DIR
+from nasframe.training.restore import KEPT_DIR
 
 CURVE_METRICS = ("kendall_tau", "spearman", "precision_at_top_10pct")
 

@@ -9,7 +9,7 @@
 * drop path raised linearly over the epochs, as the DARTS code does (``drop_path_prob * epoch / epochs`` at the
   start of each epoch);
 * optionally knowledge distillation from a teacher (OFA's fine-tuning of a subnet from the largest network,
-  "Once-for-All", Cai et al., ICLR 2020): ``(1 - w) * CE + w * T^2 * KL(teacher || student)``;
+  "Once-for-All", Cai et al., ICLR 2020): ``(1 - w) * CE + w * T^2 * H(teacher, student)`` (soft cross-entropy: the gradient of KL);
 * after each ``eval_every`` epochs, the held-out accuracies (valid, test) through a callback: the curves.
 
 Its state (epochs done, the curves) is in ``state_dict``, so a resumed run continues with the same drop-path
@@ -30,6 +30,7 @@ from torch import nn
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
 from nasframe.sampling.base import PathSampler
+from nasframe.sampling.group import soft_cross_entropy, soft_targets
 from nasframe.training.step import StepContext, StepResult
 
 
@@ -77,7 +78,7 @@ class FixedNetworkMethod(PathSampler):
         if hasattr(network, "drop_path_prob"):
             network.drop_path_prob = self.current_drop_path_prob
         cfg = self.config
-        with torch.autocast(step.device.type, dtype=torch.bfloat16, enabled=step.precision == "bf16"):
+        with step.autocast():
             out = network(x)
             teacher_logits = None
             if self.teacher is not None and cfg.distill_weight > 0:
@@ -87,9 +88,8 @@ class FixedNetworkMethod(PathSampler):
         logits = logits.float()
         loss = F.cross_entropy(logits, y)
         if teacher_logits is not None:
-            t = cfg.distill_temperature
-            kd = F.kl_div(F.log_softmax(logits / t, dim=1), F.softmax(teacher_logits / t, dim=1),
-                          reduction="batchmean") * t * t
+            t = cfg.distill_temperature  # soft cross-entropy: KL's gradient (they differ by the teacher's entropy)
+            kd = soft_cross_entropy(logits, soft_targets(teacher_logits, t), t)
             loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd
         if aux is not None and cfg.auxiliary_weight > 0:
             loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux.float(), y)

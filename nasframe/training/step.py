@@ -89,9 +89,13 @@ class StepContext:
         return self.distributed.average_gradients if self.distributed.enabled else None
 
     # -- forward, loss, backward ---------------------------------------------------------------------
+    def autocast(self) -> torch.autocast:
+        """The run's forward precision: bf16 autocast when ``precision=bf16``, else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The supernet's logits on ``x`` in fp32 (the forward under bf16 autocast when ``precision=bf16``)."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        """The supernet's logits on ``x`` in fp32 (the forward under :meth:`autocast`)."""
+        with self.autocast():
             return self.supernet(x).float()
 
     def train_path(self, trained: Any, x: torch.Tensor, y: torch.Tensor) -> StepResult:

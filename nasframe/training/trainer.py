@@ -33,10 +33,10 @@ from nasframe.training.compile import compile_fixed_parts
 from nasframe.training.config import TrainerConfig, build_optimizer
 from nasframe.training.distributed import SINGLE_PROCESS, DistributedContext, set_cross_rank_batchnorm
 from nasframe.training.progress import logging_through, progress_bar
-from nasframe.training.restore import KEPT_DIR, check_space, kept_checkpoint, restore_supernet
+from nasframe.training.restore import check_space, kept_checkpoint, restore_supernet
 from nasframe.training.step import StepContext, StepResult
 
-__all__ = ["SupernetTrainer", "TrainerConfig", "KEPT_DIR", "kept_checkpoint", "restore_supernet"]
+__all__ = ["SupernetTrainer", "TrainerConfig"]
 
 log = logging.getLogger("nasframe.training")
 
