@@ -93,6 +93,17 @@ def train_one(pick: dict[str, Any], seed: int, run_dir: Path, extra: list[str]) 
     }
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; a clear error otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard {text!r}: expected K/N, e.g. 0/2") from None
+    if not 0 <= index < count:
+        raise SystemExit(f"--shard {text!r}: need 0 <= K < N")
+    return index, count
+
+
 def summarise(picks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     models = []
     for pick in picks:
@@ -156,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data-root", default=None, help="Planetoid root (default $NASFRAME_DATA/planetoid)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--runs", type=Path, default=Path("runs") / NAME)
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="train only every N-th (model, seed) job from the K-th (0-based) and write nothing; "
+                             "run N shards at once, then once without --shard to read them all and write the results")
     parser.add_argument("overrides", nargs="*", help="further nasframe train overrides, e.g. trainer.momentum=0")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -165,14 +179,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.data_root:
         extra.append(f"dataset.root={args.data_root}")
     picks = pick_models(NASBenchGraph(dataset="cora"), args.models, args.pick_seed)
+    jobs = [(pick, seed) for seed in range(args.seeds) for pick in picks]  # seed-major: every model early
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        jobs = jobs[index::count]
     rows = []
-    for pick in picks:
-        for seed in range(args.seeds):
-            started = time.perf_counter()
-            row = train_one(pick, seed, args.runs / f"model_{pick['model']:02d}" / f"seed_{seed}", extra)
-            rows.append(row)
-            print(f"model {pick['model']} seed {seed}: test {row['test_accuracy']:.2f} (table {pick['table_test']:.2f}) "
-                  f"in {time.perf_counter() - started:.0f}s  {pick['arch']}", flush=True)
+    for pick, seed in jobs:
+        started = time.perf_counter()
+        row = train_one(pick, seed, args.runs / f"model_{pick['model']:02d}" / f"seed_{seed}", extra)
+        rows.append(row)
+        print(f"model {pick['model']} seed {seed}: test {row['test_accuracy']:.2f} (table {pick['table_test']:.2f}) "
+              f"in {time.perf_counter() - started:.0f}s  {pick['arch']}", flush=True)
+    if args.shard:
+        return {"rows": rows}
+    rows.sort(key=lambda row: (row["model"], row["seed"]))
     models, summary = summarise(picks, rows)
     payload = {
         "command": "python scripts/nasbench_graph_reproduction.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -9,27 +9,30 @@ layer that ignores the graph) or ``skip`` (the identity). The link is one of the
 patterns (:data:`~nasframe.benchmarks.nasbench_graph.LINKS`). All layers are real ``torch_geometric.nn``
 layers (imported when a network is built, so encoding, enumeration and benchmark lookup work without PyG).
 
-**Network** (what the benchmark trains, :class:`GNNBenchNetwork`):
+**Network** (what the benchmark trains, :class:`GNNBenchNetwork`), as the benchmark authors' published model
+code builds it (its ``Net`` and ``Cell``; the pip package ships no model code):
 
-* ``pre_layers`` x (Linear -> ReLU -> dropout) on the node features (Cora: none);
-* each non-skip node: op (to ``hidden`` features) -> BatchNorm -> ReLU -> dropout; a skip node passes its
-  input through untouched;
+* dropout on the node features, then ``pre_layers`` linear layers (an ELU after the second-to-last one only;
+  Cora: none);
+* each computing node applies its op to its input; an input that is a computed node's ``hidden`` features
+  (not the raw features, nor a chain of skips from them) first goes through that node's
+  BatchNorm -> ReLU -> dropout (*pre-activation*: the BatchNorm belongs to the reading node, so a skip of a
+  computed node is BatchNorm -> ReLU -> dropout, and a skip of the raw input is the identity);
 * the *output nodes* are the leaves of the DAG (nodes no other node reads), except a leaf whose value is the
-  input itself (a chain of skips from node 0); their features are concatenated and mapped by a linear layer
-  (``readout``) to ``hidden`` features, then ``post_layers - 1`` more hidden layers and the classifier, each
-  after ReLU -> dropout (Cora: ``post_layers=1``, i.e. readout then classifier); with ``post_layers=0`` the
-  readout maps the concatenation straight to the classes.
+  raw input itself (a chain of skips from node 0); their features are concatenated, passed through a ReLU and
+  mapped by a linear layer (``readout``) to ``hidden`` features, then ``post_layers`` linear layers, the last
+  to the classes (an ELU after the second-to-last one only; Cora: ``post_layers=1``, readout then
+  classifier); with ``post_layers=0`` the readout maps the concatenation straight to the classes.
 
 This wiring reproduces the parameter count (``para``) the benchmark tabulates for every arch, exactly, on 8
 of its 9 data sets (all but Coauthor-Physics, whose table is partly inconsistent), with the per-data-set
 sizes of :data:`BENCHMARK_MODELS` -- checked over every key with a closed-form count while writing this
 module; the tests build the real modules for samples of archs -- once one correction is made: the
-benchmark's model builds a BatchNorm for every computing node, so it counts ``2 * hidden`` unused
-parameters per skip node, which this network does not create (``para = count_params + 2 * hidden * #skip``,
-tested). Skips without BatchNorm and input-valued leaves left out of the readout follow from the
-benchmark's hash: it counts archs that differ only in such skips as one model, which they are only under
-these rules. The package ships no model code, so the order BatchNorm -> ReLU -> dropout inside a node and
-the activation and dropout around pre/post layers are this module's choice; parameter counts cannot tell.
+benchmark's model builds a BatchNorm for every computing node, also for a node that reads the raw features
+and never uses it, so it counts ``2 * hidden`` unused parameters per such node, which this network does
+not create (``para = count_params + 2 * hidden * #nodes reading the raw input``, tested). Input-valued
+leaves left out of the readout follow from the benchmark's hash, which counts archs that differ only in
+such skips as one model.
 
 The readout is one ``hidden x out`` block per output node plus a bias: the same function and parameter
 count as a Linear over the concatenation, stored so that each node position owns its block.
@@ -204,22 +207,30 @@ def make_conv(op: str, in_dim: int, hidden: int, gat_heads: int) -> nn.Module:
 
 
 class GraphOpBlock(nn.Module):
-    """A non-skip node: ``dropout(relu(batchnorm(conv(x, edge_index))))``."""
+    """A computing node: ``conv(x, edge_index)``, after ``dropout(relu(batchnorm(x)))`` when it reads a
+    computed node's ``hidden`` features (``pre_norm``) -- the pre-activation order of the benchmark's cell."""
 
-    def __init__(self, op: str, in_dim: int, hidden: int, dropout: float, gat_heads: int) -> None:
+    def __init__(self, conv: nn.Module, hidden: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
-        self.conv = make_conv(op, in_dim, hidden, gat_heads)
-        self.bn = nn.BatchNorm1d(hidden)
+        self.bn = nn.BatchNorm1d(hidden) if pre_norm else None
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout)
+        self.conv = conv
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.act(self.bn(self.conv(x, edge_index))))
+        if self.bn is not None:
+            x = self.drop(self.act(self.bn(x)))
+        return self.conv(x, edge_index)
 
 
-def make_block(op: str, in_dim: int, hidden: int, dropout: float, gat_heads: int) -> nn.Module:
-    """One computing node's module for ``op``."""
-    return Skip() if op == SKIP else GraphOpBlock(op, in_dim, hidden, dropout, gat_heads)
+def make_block(op: str, width: str, size: "NetworkSize") -> nn.Module:
+    """One computing node's module for ``op`` reading features of ``width`` (``input`` or ``hidden``): a
+    skip of the raw input is the identity; anything else is a :class:`GraphOpBlock`."""
+    pre_norm = width == HIDDEN
+    if op == SKIP and not pre_norm:
+        return Skip()
+    conv = Skip() if op == SKIP else make_conv(op, size.in_dim(width), size.hidden, size.gat_heads)
+    return GraphOpBlock(conv, size.hidden, size.dropout, pre_norm)
 
 
 class Readout(nn.Module):
@@ -239,21 +250,16 @@ class Readout(nn.Module):
         return out
 
 
-def _mlp_tail(hidden: int, num_classes: int, post_layers: int, dropout: float) -> nn.Sequential:
-    """What follows the readout: with ``post_layers >= 1``, (ReLU -> dropout -> Linear) to ``hidden``
-    ``post_layers - 1`` times, then ReLU -> dropout -> the classifier; nothing otherwise."""
-    layers: list[nn.Module] = []
-    for k in range(post_layers):
-        out = hidden if k < post_layers - 1 else num_classes
-        layers += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out)]
-    return nn.Sequential(*layers)
-
-
-def _pre(num_features: int, hidden: int, pre_layers: int, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for k in range(pre_layers):
-        layers += [nn.Linear(num_features if k == 0 else hidden, hidden), nn.ReLU(), nn.Dropout(dropout)]
-    return nn.Sequential(*layers)
+def _linear_stack(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
+    """``layers`` linear layers ``in_dim -> hidden -> ... -> out_dim`` with an ELU after the second-to-last one
+    only, as the benchmark's pre- and post-processing layers (with at most one layer, as in every benchmark
+    model, no activation at all)."""
+    modules: list[nn.Module] = []
+    for k in range(layers):
+        modules.append(nn.Linear(in_dim if k == 0 else hidden, out_dim if k == layers - 1 else hidden))
+        if k == layers - 2:
+            modules.append(nn.ELU())
+    return nn.Sequential(*modules)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -291,10 +297,12 @@ class GNNBenchNetwork(GraphNetwork):
 
     def __init__(self, size: NetworkSize, nodes: Mapping[int, nn.Module], readout: nn.Module, plan: CellPlan | None) -> None:
         super().__init__()
-        self.pre = _pre(size.num_features, size.hidden, size.pre_layers, size.dropout)
+        self.input_drop = nn.Dropout(size.dropout)
+        self.pre = _linear_stack(size.num_features, size.hidden, size.hidden, size.pre_layers)
         self.nodes = nn.ModuleDict({str(node): nodes[node] for node in NODES})
+        self.readout_act = nn.ReLU()
         self.readout = readout
-        self.tail = _mlp_tail(size.hidden, size.num_classes, size.post_layers, size.dropout)
+        self.tail = _linear_stack(size.hidden, size.hidden, size.num_classes, size.post_layers)
         self._raw_input = size.raw_input
         self._plan = plan
 
@@ -302,10 +310,10 @@ class GNNBenchNetwork(GraphNetwork):
         plan = self._plan
         if plan is None:
             raise InvalidArchError("no active arch: call set_arch(arch) on the supernet first")
-        states = [self.pre(x)]
+        states = [self.pre(self.input_drop(x))]
         for node, source in zip(NODES, plan.link):
             states.append(self.nodes[str(node)](states[source], edge_index))
-        return self.tail(self.readout({node: states[node] for node in plan.outputs}))
+        return self.tail(self.readout({node: self.readout_act(states[node]) for node in plan.outputs}))
 
 
 class NodeOpChoice(ChoiceModule):
@@ -547,7 +555,7 @@ class GNNBenchSpace(SearchSpace):
         for node in NODES:
             widths = (INPUT, HIDDEN) if size.raw_input and node > 1 else (INPUT,) if size.raw_input else (HIDDEN,)
             candidates = {
-                width: {op: make_block(op, size.in_dim(width), size.hidden, size.dropout, size.gat_heads) for op in self.ops}
+                width: {op: make_block(op, width, size) for op in self.ops}
                 for width in widths
             }
             nodes[node] = NodeOpChoice(op_choice(node), candidates)
@@ -558,7 +566,7 @@ class GNNBenchSpace(SearchSpace):
         supernet's active path (so :func:`nasframe.export.extract` loads the inherited weights strictly)."""
         size, plan = self.network_size, self.plan(arch)
         nodes = {
-            node: make_block(op, size.in_dim(width), size.hidden, size.dropout, size.gat_heads)
+            node: make_block(op, width, size)
             for node, op, width in zip(NODES, plan.ops, plan.widths)
         }
         return GNNBenchNetwork(size, nodes, Readout(plan.outputs, size.hidden, size.readout_dim), plan)

@@ -14,7 +14,7 @@ import torch
 
 from nasframe.cli import compose_config
 from nasframe.data.paths import data_root
-from nasframe.errors import NasframeError
+from nasframe.errors import NasframeError, NonFiniteLossError
 from nasframe.evaluation_phase.run import run_train
 from nasframe.evaluation_phase.setup import setup_train
 
@@ -323,3 +323,18 @@ def test_inherited_darts_search_weights_do_not_fit_the_eval_network(tmp_path):
     with pytest.raises(ConfigError, match="not the search network the weights were trained in: use init=scratch"):
         load_inherited(build_network(space, arch, settings), tmp_path, settings)
     load_inherited(build_network(space, arch, TrainSettings()), tmp_path, TrainSettings())  # the search network fits
+
+
+def test_a_diverging_run_stops_and_reports_the_epochs_before_it_with_on_nonfinite_stop(tmp_path):
+    """lr 1e30: epoch 1 trains and is evaluated, epoch 2's loss is non-finite. ``stop`` reports from epoch 1 and
+    records where training ended; the default ``error`` fails the run with the named error."""
+    diverging = [*DIGITS_ARCH, "trainer.epochs=3", "trainer.batch_size=2000", "trainer.lr=1e30", "trainer.grad_clip=0",
+                 "trainer.progress=false"]
+    outcome = run_train(compose_config("train", [*diverging, "train.on_nonfinite=stop"]), tmp_path / "stop")
+    summary = outcome.summary
+    assert summary["trained_epochs"] == 1 and [c["epoch"] for c in summary["curves"]] == [1] and outcome.epoch == 1
+    assert "non-finite training loss at epoch 2" in summary["diverged"]
+    assert "training diverged" in (tmp_path / "stop" / "report.md").read_text()
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss at epoch 2"):
+        run_train(compose_config("train", diverging), tmp_path / "error")
+    assert not (tmp_path / "error" / "outcome.json").exists()

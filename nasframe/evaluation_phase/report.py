@@ -53,8 +53,9 @@ def render_report(setup: TrainSetup, outcome: TrainOutcome) -> str:
         f"- network: {network}; init={cfg.init}" + (f" (weights exported by `{setup.source_run}`)"
                                                       if cfg.init == "inherited" else ""),
         f"- protocol: {settings.protocol or 'none (trainer.* as given)'}; seed {cfg.seed}; torch {torch.__version__}",
-        f"- training: {trainer.epochs} epochs, batch {trainer.batch_size}, {trainer.optimizer} lr {trainer.lr} cosine, "
-        f"weight decay {trainer.weight_decay}, momentum {trainer.momentum}"
+        f"- training: {trainer.epochs} epochs, batch {trainer.batch_size}, {trainer.optimizer} lr {trainer.lr} "
+        + ("constant, " if trainer.min_lr == trainer.lr else f"cosine to {trainer.min_lr}, ")
+        + f"weight decay {trainer.weight_decay}, momentum {trainer.momentum}"
         + (" nesterov" if trainer.nesterov and trainer.optimizer == "sgd" else "")
         + (f"; distillation weight {settings.distill_weight} from the supernet's largest path"
            if settings.distill_weight else ""),
@@ -66,6 +67,8 @@ def render_report(setup: TrainSetup, outcome: TrainOutcome) -> str:
         markdown_table(["metric", "value"], [
             [f"valid accuracy (epoch {outcome.epoch}, {settings.select})", f"{outcome.valid_accuracy:.2f}%"],
             [f"test accuracy (epoch {outcome.epoch}, {settings.select})", f"{outcome.test_accuracy:.2f}%"],
+            *([["training diverged (train.on_nonfinite=stop)", f"after epoch {s['trained_epochs']}: {s['diverged']}"]]
+              if s.get("diverged") else []),
             ["valid / test accuracy after the last epoch",
              f"{s['final_valid_accuracy']:.2f}% / {s['final_test_accuracy']:.2f}%"],
             ["parameters", f"{outcome.params:,}" + (f" ({s['params_without_auxiliary']:,} without the auxiliary head)"

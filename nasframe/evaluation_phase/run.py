@@ -21,6 +21,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nasframe.data.base import InMemoryLoader, TensorSplit
+from nasframe.errors import NonFiniteLossError
 from nasframe.evaluation.evaluator import accuracy
 from nasframe.evaluation_phase.cutout import Cutout
 from nasframe.evaluation_phase.method import FixedNetworkMethod
@@ -127,7 +128,7 @@ def run_train(cfg: Any, run_dir: str | Path) -> TrainOutcome | None:
         if setup.resume_from is not None:
             trainer.resume(setup.resume_from)
         train_started = time.perf_counter()
-        trainer.fit(until_epoch=setup.trainer.stop_after_epoch)
+        diverged = fit_or_stop_on_nonfinite(setup, trainer)
         train_seconds = time.perf_counter() - train_started
         if ranks.enabled:
             ranks.barrier()
@@ -138,18 +139,33 @@ def run_train(cfg: Any, run_dir: str | Path) -> TrainOutcome | None:
             dist.destroy_process_group()
     if not ranks.is_main:
         return None
-    if ranks.is_main and not (run_dir / "checkpoint.pt").exists():
+    if ranks.is_main and not (run_dir / "checkpoint.pt").exists() and diverged is None:
         trainer.save_checkpoint()
-    if trainer.epoch < setup.trainer.epochs:
+    if trainer.epoch < setup.trainer.epochs and diverged is None:
         writer.close()
         log.info("stopped after epoch %d of %d (trainer.stop_after_epoch); continue with resume=%s",
                  trainer.epoch, setup.trainer.epochs, run_dir)
         return None
-    return finish(setup, trainer, run_dir, writer, started, train_seconds)
+    return finish(setup, trainer, run_dir, writer, started, train_seconds, diverged)
+
+
+def fit_or_stop_on_nonfinite(setup: TrainSetup, trainer: SupernetTrainer) -> str | None:
+    """Train; with ``train.on_nonfinite=stop`` a non-finite training loss ends training instead of failing the run,
+    once at least one epoch was evaluated. Returns the error's message then (None when training ran through)."""
+    try:
+        trainer.fit(until_epoch=setup.trainer.stop_after_epoch)
+    except NonFiniteLossError as exc:
+        method: FixedNetworkMethod = trainer.sampler
+        if setup.settings.on_nonfinite != "stop" or not method.curves or setup.distributed.enabled:
+            raise
+        log.warning("training diverged (%s); train.on_nonfinite=stop: reporting from the %d evaluated epochs before it",
+                    exc, len(method.curves))
+        return str(exc)
+    return None
 
 
 def finish(setup: TrainSetup, trainer: SupernetTrainer, run_dir: Path, writer: Any, started: float,
-           train_seconds: float) -> TrainOutcome:
+           train_seconds: float, diverged: str | None = None) -> TrainOutcome:
     """Export the trained network, count its size, write report.md, curves.png and outcome.json."""
     from nasframe.evaluation_phase.report import plot_curves, render_report
 
@@ -181,6 +197,8 @@ def finish(setup: TrainSetup, trainer: SupernetTrainer, run_dir: Path, writer: A
              "report": run_dir / "report.md", "outcome": run_dir / "outcome.json"}
     if paths.program is not None:
         files["program"] = paths.program
+    if not files["checkpoint"].exists():  # a run that diverged before its first checkpoint
+        del files["checkpoint"]
     seconds = {"train": train_seconds, "total": time.perf_counter() - started}
     summary = {
         "command": "train", "space": space.name, "dataset": cfg.dataset.name if cfg.dataset is not None
@@ -192,6 +210,7 @@ def finish(setup: TrainSetup, trainer: SupernetTrainer, run_dir: Path, writer: A
         "best_valid_accuracy": max(r["valid_accuracy"] for r in curves),
         "params": params, "params_without_auxiliary": params - aux_params, "macs": macs,
         "predicted_latency_ms": setup.predicted_latency_ms,
+        "diverged": diverged, "trained_epochs": curves[-1]["epoch"] if diverged else setup.trainer.epochs,
         "curves": curves, "history": trainer.history, "seconds": seconds,
     }
     (run_dir / "outcome.json").write_text(json.dumps(summary, indent=1) + "\n")  # read by `nasframe gather`

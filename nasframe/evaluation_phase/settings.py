@@ -12,6 +12,7 @@ from nasframe.errors import ConfigError
 
 NETWORKS = ("subnet", "eval")
 SELECT = ("last", "best_valid")
+ON_NONFINITE = ("error", "stop")
 
 
 @dataclass
@@ -32,6 +33,9 @@ class TrainSettings:
     eval_every: int = 1  # epochs between valid/test accuracy measurements (0: only after the last epoch)
     eval_batch_size: int = 1000
     select: str = "last"  # the reported accuracies: of the last epoch, or of the epoch with the best valid accuracy
+    on_nonfinite: str = "error"  # a non-finite training loss: error (the run fails, its last good checkpoint kept) |
+    # stop (training ends there and the run reports from the epochs before it, as a benchmark table does for a
+    # run that diverged; the outcome records where; no checkpoint of the diverged weights is written)
     distill_weight: float = 0.0  # > 0 (needs run= with its supernet checkpoint): distil from the supernet's
     # largest path (OFA's knowledge distillation), loss = (1 - w) * CE + w * KL(teacher || student)
     distill_temperature: float = 1.0
@@ -42,6 +46,8 @@ class TrainSettings:
             raise ConfigError(f"train.network: {self.network!r} is not one of {', '.join(NETWORKS)}")
         if self.select not in SELECT:
             raise ConfigError(f"train.select: {self.select!r} is not one of {', '.join(SELECT)}")
+        if self.on_nonfinite not in ON_NONFINITE:
+            raise ConfigError(f"train.on_nonfinite: {self.on_nonfinite!r} is not one of {', '.join(ON_NONFINITE)}")
         if self.channels < 2 or self.layers < 3 or self.eval_every < 0 or self.eval_batch_size < 1 or self.cutout < 0:
             raise ConfigError("train: need channels >= 2, layers >= 3, eval_every >= 0, eval_batch_size >= 1, cutout >= 0")
         if not 0.0 <= self.drop_path_prob < 1.0:
