@@ -255,6 +255,9 @@ def test_nasbench_graph_reproduction_script_at_toy_scale(cora_root, tmp_path, lo
     out = tmp_path / "out"
     args = ["--models", "2", "--seeds", "1", "--epochs", "2", "--out", str(out), "--runs", str(tmp_path / "runs"),
             "--data-root", str(cora_root), "--threads", "2"]
+    for shard in ("0/2", "1/2"):  # one run each, nothing written; the plain call then reads both back
+        assert len(script.main([*args, "--shard", shard])["rows"]) == 1
+    assert not out.exists()
     payload = script.main(args)
     saved = json.loads((out / "nasbench_graph_reproduction.json").read_text())
     assert {"mean_abs_diff", "kendall_tau"} <= set(saved["summary"]) and len(saved["rows"]) == 2
@@ -338,3 +341,21 @@ def test_a_diverging_run_stops_and_reports_the_epochs_before_it_with_on_nonfinit
     with pytest.raises(NonFiniteLossError, match="non-finite training loss at epoch 2"):
         run_train(compose_config("train", diverging), tmp_path / "error")
     assert not (tmp_path / "error" / "outcome.json").exists()
+
+
+@pytest.mark.skipif(not (data_root() / "cifar10").is_dir() or not (data_root() / "nb201" / "accuracy.csv").is_file(),
+                    reason=f"needs real CIFAR-10 and the NAS-Bench-201 table under {data_root()} (set NASFRAME_DATA)")
+def test_reduced_training_script_at_toy_scale(tmp_path, load_script):
+    script = load_script("reduced_training_nb201")
+    args = ["--cells", "3", "--budgets", "equal", "--train-limit", "64", "--threads", "2", "--out", str(tmp_path / "out"),
+            "--runs", str(tmp_path / "runs")]
+    payload = script.main(args)
+    budget = payload["budgets"][0]
+    assert [r["cell"] for r in budget["rows"]] == [0, 1, 2] and budget["image_passes_per_cell"] == 2 * 64
+    assert {"params", "flops", "random (expected)"} <= set(payload["baselines"])
+    truth = [r["table_test"] for r in budget["rows"]]
+    assert payload["baselines"]["params"]["true_accuracy_of_best_scored"] in truth
+    outcome = json.loads((tmp_path / "runs" / "equal" / "cell_00" / "outcome.json").read_text())
+    assert outcome["epochs"] == 2 and outcome["space_config"]["channels"] == 8
+    assert "anchor: reduced training" in (tmp_path / "out" / "reduced_training_nb201.md").read_text()
+    assert script.main(args)["budgets"][0]["rows"] == budget["rows"]  # finished runs are read back
