@@ -36,6 +36,7 @@ from torch import nn
 from nasframe.core.arch import Arch
 from nasframe.core.pooling import AvgPool2d
 from nasframe.core.choice import Choice
+from nasframe.core.eval_network import EvaluationNetwork
 from nasframe.core.modules import OpChoice, Supernet, node_sum
 from nasframe.core.space import EdgeGroup, SearchSpace
 from nasframe.errors import InvalidArchError
@@ -312,7 +313,7 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class DARTSEvalNetwork(nn.Module):
+class DARTSEvalNetwork(EvaluationNetwork):
     """DARTS's evaluation network (NetworkCIFAR): ``layers`` cells of the genotype, affine BN, optional
     auxiliary head at 2/3 depth (its logits are returned as a second output in training mode) and drop path
     (``drop_path_prob``, usually raised linearly over training by the user's schedule)."""
@@ -342,15 +343,9 @@ class DARTSEvalNetwork(nn.Module):
         self.classifier = nn.Linear(c_prev, num_classes)
         self.drop_path_prob = drop_path_prob
 
-    @property
-    def drop_path_prob(self) -> float:
-        return self._drop_path_prob
-
-    @drop_path_prob.setter
-    def drop_path_prob(self, value: float) -> None:
-        self._drop_path_prob = float(value)
+    def apply_drop_path_prob(self, probability: float) -> None:
         for cell in self.cells:
-            cell.drop_prob = self._drop_path_prob
+            cell.drop_prob = probability
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         s0 = s1 = self.stem(x)
@@ -390,6 +385,7 @@ class DARTSSpace(SearchSpace):
     name = "darts"
     Config = DARTSConfig
     zero_option = NONE
+    has_eval_network = True
 
     def _make_choices(self) -> Sequence[Choice]:
         cfg = self.config

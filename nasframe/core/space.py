@@ -218,6 +218,9 @@ class SearchSpace(Configurable, ABC):
 
     #: True when the space overrides :meth:`parse_native` (and :meth:`format`)
     has_native_string: ClassVar[bool] = False
+    #: the space builds an evaluation network (``build_eval_network(arch, channels=, layers=, auxiliary=,
+    #: drop_path_prob=)`` returning a :class:`nasframe.core.eval_network.EvaluationNetwork`), e.g. DARTS
+    has_eval_network: ClassVar[bool] = False
 
     def parse_native(self, text: str) -> Arch:
         """An arch from the community's native string (spaces that have one override this)."""

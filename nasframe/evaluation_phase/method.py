@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe.core.arch import Arch
+from nasframe.core.eval_network import EvaluationNetwork
 from nasframe.core.space import SearchSpace
 from nasframe.sampling.base import PathSampler
 from nasframe.sampling.group import soft_cross_entropy, soft_targets
@@ -75,7 +76,7 @@ class FixedNetworkMethod(PathSampler):
 
     def train_step(self, step: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         network = step.supernet
-        if hasattr(network, "drop_path_prob"):
+        if isinstance(network, EvaluationNetwork):
             network.drop_path_prob = self.current_drop_path_prob
         cfg = self.config
         with step.autocast():

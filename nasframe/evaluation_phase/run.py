@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from nasframe.core.eval_network import EvaluationNetwork
 from nasframe.data.base import InMemoryLoader, TensorSplit
 from nasframe.errors import NonFiniteLossError
 from nasframe.evaluation.evaluator import accuracy
@@ -176,8 +177,8 @@ def finish(setup: TrainSetup, trainer: SupernetTrainer, run_dir: Path, writer: A
     last = curves[-1]
     chosen = max(curves, key=lambda r: r["valid_accuracy"]) if settings.select == "best_valid" else last
     params = sum(p.numel() for p in network.parameters())
-    aux_params = sum(p.numel() for p in getattr(network, "auxiliary_head", None).parameters()) \
-        if getattr(network, "auxiliary_head", None) is not None else 0
+    auxiliary = network.auxiliary_head if isinstance(network, EvaluationNetwork) else None
+    aux_params = sum(p.numel() for p in auxiliary.parameters()) if auxiliary is not None else 0
     macs = count_network_macs(setup, network)
     native = space.format(setup.arch)
     extra = {"network": settings.network, "valid_accuracy": last["valid_accuracy"],

@@ -161,11 +161,10 @@ def build_network(space: SearchSpace, arch: Arch, settings: TrainSettings) -> nn
     """The network trained: the space's standalone subnet, or (``train.network=eval``) its evaluation network."""
     if settings.network == "subnet":
         return space.build_subnet(arch)
-    builder = getattr(space, "build_eval_network", None)
-    if builder is None:
+    if not space.has_eval_network:
         raise ConfigError(f"train.network=eval: space '{space.name}' has no evaluation network (darts has one); "
                           "use train.network=subnet")
-    return builder(arch, channels=settings.channels, layers=settings.layers,
+    return space.build_eval_network(arch, channels=settings.channels, layers=settings.layers,
                    auxiliary=settings.auxiliary_weight > 0, drop_path_prob=0.0)
 
 
