@@ -90,6 +90,7 @@ def train_one(pick: dict[str, Any], seed: int, run_dir: Path, extra: list[str]) 
         "test_accuracy": outcome["test_accuracy"], "valid_accuracy": outcome["valid_accuracy"],
         "selected_epoch": outcome["selected_epoch"], "final_test_accuracy": outcome["final_test_accuracy"],
         "params": outcome["params"], "train_seconds": outcome["seconds"]["train"], "run": str(run_dir),
+        "diverged_after_epoch": outcome["trained_epochs"] if outcome.get("diverged") else None,
     }
 
 
@@ -107,25 +108,46 @@ def parse_shard(text: str) -> tuple[int, int]:
 def summarise(picks: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     models = []
     for pick in picks:
-        tests = [r["test_accuracy"] for r in rows if r["model"] == pick["model"]]
+        mine = [r for r in rows if r["model"] == pick["model"]]
+        tests = [r["test_accuracy"] for r in mine]
         mean = statistics.mean(tests)
         models.append({**pick, "seeds": len(tests), "mean_test": mean,
-                       "std_test": statistics.pstdev(tests) if len(tests) > 1 else 0.0, "diff": mean - pick["table_test"]})
+                       "std_test": statistics.stdev(tests) if len(tests) > 1 else 0.0, "diff": mean - pick["table_test"],
+                       "diverged_seeds": sum(r.get("diverged_after_epoch") is not None for r in mine)})
     mean_abs_diff = statistics.mean(abs(m["diff"]) for m in models)
     tau = kendall_tau([m["mean_test"] for m in models], [m["table_test"] for m in models])
     summary = {"models": len(models), "seeds": max(m["seeds"] for m in models), "mean_abs_diff": mean_abs_diff,
                "mean_signed_diff": statistics.mean(m["diff"] for m in models), "kendall_tau": tau,
-               "passes": bool(mean_abs_diff <= 1.0 and tau >= 0.8)}
+               "passes": bool(mean_abs_diff <= 1.0 and tau >= 0.8),
+               "diverged_runs": sum(m["diverged_seeds"] for m in models), **noise_ceiling(models)}
     return models, summary
+
+
+def noise_ceiling(models: list[dict[str, Any]], draws: int = 4000, seed: int = 0) -> dict[str, float]:
+    """What seed noise alone allows: if the table's value and ours were both means of ``seeds`` independent runs of
+    the same training (each model's runs spread as ours do, the sample std over seeds), the expected mean absolute
+    difference is ``mean_m sqrt(2/pi) * sqrt(2/seeds) * std_m`` and the expected Kendall tau is simulated: both
+    means drawn around the table's values, ``draws`` times. A perfect reimplementation scores about this on
+    average; the bars of the check are reachable only where these are."""
+    if len(models) < 2 or any(m["seeds"] < 2 for m in models):
+        return {"noise_mean_abs_diff": float("nan"), "noise_kendall_tau": float("nan")}
+    from scipy.stats import kendalltau as scipy_tau
+
+    table = np.array([m["table_test"] for m in models])
+    spread = np.array([m["std_test"] / np.sqrt(m["seeds"]) for m in models])
+    rng = np.random.default_rng(seed)
+    taus = [scipy_tau(table + rng.normal(0, spread), table + rng.normal(0, spread)).statistic for _ in range(draws)]
+    return {"noise_mean_abs_diff": float(np.mean(np.sqrt(2 / np.pi) * np.sqrt(2) * spread)),
+            "noise_kendall_tau": float(np.nanmean(taus))}
 
 
 def render(payload: dict[str, Any]) -> str:
     s = payload["summary"]
     table = markdown_table(
-        ["model", "percentile", "arch", "table test", "ours (mean ± std)", "diff", "params (M, table)"],
+        ["model", "percentile", "arch", "table test", "ours (mean ± std)", "diff", "diverged seeds", "params (M, table)"],
         [[m["model"], f"{m['percentile']:.0f}", f"`{m['arch']}`", f"{m['table_test']:.2f}",
-          f"{m['mean_test']:.2f} ± {m['std_test']:.2f}", f"{m['diff']:+.2f}", f"{m['table_params_M']:.3f}"]
-         for m in payload["models"]], "rrlrrrr")
+          f"{m['mean_test']:.2f} ± {m['std_test']:.2f}", f"{m['diff']:+.2f}", m["diverged_seeds"],
+          f"{m['table_params_M']:.3f}"] for m in payload["models"]], "rrlrrrrr")
     lines = [
         "# NAS-Bench-Graph reproduction on Cora (`nasframe train +protocol=nasbench_graph`)",
         "",
@@ -134,8 +156,9 @@ def render(payload: dict[str, Any]) -> str:
         f"- models: {s['models']} picked by rule (scripts/nasbench_graph_reproduction.py: the table's test-accuracy "
         f"percentiles 100 (i + 0.5) / {s['models']}, ties drawn with seed {payload['pick_seed']}); seeds per model: "
         f"{s['seeds']}; epochs: {payload['epochs']}",
-        "- protocol: configs/protocol/nasbench_graph.yaml (SGD lr 0.1, weight decay 5e-4, dropout 0.7, 400 epochs, "
-        f"test accuracy at the best validation epoch){' -- epochs overridden' if payload['epochs_overridden'] else ''}",
+        "- protocol: configs/protocol/nasbench_graph.yaml (SGD lr 0.1 constant, no momentum, weight decay 5e-4, "
+        "dropout 0.7, 400 epochs, test accuracy at the best validation epoch; a run whose loss turns non-finite "
+        f"reports its epochs before){' -- epochs overridden' if payload['epochs_overridden'] else ''}",
         f"- machine: {payload['machine']}; torch {payload['torch']}",
         "",
         markdown_table(["metric", "value", "bar"], [
@@ -143,14 +166,22 @@ def render(payload: dict[str, Any]) -> str:
             ["mean signed difference (ours - table)", f"{s['mean_signed_diff']:+.2f}", ""],
             ["Kendall tau against the table", f"{s['kendall_tau']:.3f}", ">= 0.8"],
             ["passes", "yes" if s["passes"] else "no", ""],
+            ["runs that diverged (non-finite loss)", s["diverged_runs"], ""],
+            ["seed noise alone: expected mean absolute difference", f"{s['noise_mean_abs_diff']:.2f}", ""],
+            ["seed noise alone: expected Kendall tau", f"{s['noise_kendall_tau']:.3f}", ""],
         ]),
         "",
         table,
         "",
-        "Where differences can come from: the benchmark's numbers are its own runs (its seeds, its PyG version); "
-        "its paper does not state momentum or a learning-rate schedule (chosen here: momentum 0.9, cosine), nor the "
-        "order BatchNorm / activation / dropout inside a node (search_spaces/gnn_bench.py's choice); GAT heads and "
-        "other op details follow this project's reading of the benchmark (parameter counts match the table).",
+        "Seed noise alone (the last two metric rows, see `noise_ceiling`): if the table's value and ours were both "
+        "means of independent runs of exactly the same training, spread over seeds as ours are, a perfect "
+        "reimplementation would score about these on average.",
+        "",
+        "Other sources of difference: the network is the benchmark authors' published model code (re-implemented in "
+        "search_spaces/gnn_bench.py; parameter counts equal the table's), but their training script is not published: "
+        "momentum, learning-rate schedule and what happens after a divergence are this project's reading "
+        "(configs/protocol/nasbench_graph.yaml); PyG versions and GPU vs CPU kernels differ; the table's runs are "
+        "its own seeds.",
         "",
     ]
     return "\n".join(lines)

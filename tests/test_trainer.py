@@ -194,3 +194,32 @@ def test_loader_visits_every_example_once_per_epoch(digits):
     labels = torch.cat([y for _, y, _ in loader.epoch()])
     assert len(labels) == len(digits.train)
     assert Counter(labels.tolist()) == Counter(digits.train.y.tolist())
+
+
+def test_decay_norm_and_bias_switch_leaves_1d_parameters_undecayed():
+    """``decay_norm_and_bias=False``: with zero gradients a step moves only the >1-d weights (decay), never the
+    BatchNorm scales and shifts or the biases; with the default every parameter decays."""
+    from nasframe.training.config import build_optimizer
+
+    def step(decay_norm_and_bias: bool) -> dict[str, bool]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+        torch.nn.init.uniform_(net[1].weight)
+        torch.nn.init.uniform_(net[1].bias)
+        cfg = TrainerConfig(weight_decay=0.1, momentum=0.0, decay_norm_and_bias=decay_norm_and_bias)
+        optimizer = build_optimizer(cfg, list(net.parameters()), lr=0.5)
+        before = {k: v.clone() for k, v in net.named_parameters()}
+        for p in net.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        return {k: not torch.equal(before[k], v) for k, v in net.named_parameters()}
+
+    assert step(False) == {"0.weight": True, "0.bias": False, "1.weight": False, "1.bias": False}
+    assert step(True) == {"0.weight": True, "0.bias": True, "1.weight": True, "1.bias": True}
+
+
+def test_resume_with_another_decay_norm_and_bias_is_a_clear_error(tiny_space, digits, tmp_path):
+    make_trainer(tiny_space, digits, run_dir=tmp_path, epochs=1).fit()
+    other = make_trainer(tiny_space, digits, run_dir=tmp_path, epochs=1, decay_norm_and_bias=False)
+    with pytest.raises(CheckpointError, match="trainer.decay_norm_and_bias"):
+        other.resume(tmp_path / "checkpoint.pt")

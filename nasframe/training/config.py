@@ -24,6 +24,8 @@ class TrainerConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = True  # false: no weight decay on 1-d parameters (normalisation scales/shifts and
+    # biases), as Once-for-All and most ImageNet recipes train; true: every parameter decays
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     log_every: int = 10  # steps between TensorBoard scalars
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
@@ -58,13 +60,25 @@ class TrainerConfig:
         check_compile_mode(self.compile)
 
 
+def weight_decay_groups(parameters: list[nn.Parameter], weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+    """Optimiser parameter groups: one group of every parameter, or (``decay_norm_and_bias=False``) the
+    parameters with more than one dimension (weights of convolutions and linear layers) at ``weight_decay`` and the
+    1-d ones (BatchNorm / LayerNorm scales and shifts, biases) at 0."""
+    if decay_norm_and_bias:
+        return [{"params": parameters}]
+    decayed = [p for p in parameters if p.ndim > 1]
+    undecayed = [p for p in parameters if p.ndim <= 1]
+    return [group for group in ({"params": decayed}, {"params": undecayed, "weight_decay": 0.0}) if group["params"]]
+
+
 def build_optimizer(cfg: TrainerConfig, parameters: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """The configured optimiser (SGD with momentum, or Adam with L2 weight decay) over ``parameters`` at ``lr``."""
     impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(cfg.sgd_impl, {})
+    groups = weight_decay_groups(parameters, cfg.weight_decay, cfg.decay_norm_and_bias)
     try:
         if cfg.optimizer == "adam":
-            return torch.optim.Adam(parameters, lr=lr, weight_decay=cfg.weight_decay, **impl)
-        optimizer = torch.optim.SGD(parameters, lr=lr, momentum=cfg.momentum,
+            return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay, **impl)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum,
                                     nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay, **impl)
     except RuntimeError as exc:
         raise ConfigError(f"trainer.sgd_impl={cfg.sgd_impl} is not available here: {exc}") from None

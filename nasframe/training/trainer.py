@@ -286,6 +286,10 @@ class SupernetTrainer:
         self.supernet = restore_supernet(self.supernet, self.sampler, state, self.space_description, source)
         self.compiled_parts = compile_fixed_parts(self.supernet, self.config.compile)  # a rebuilt few-shot structure
         self._make_optimizer(from_epoch=int(state.get("schedule_start", 0)))
+        if len(state["optimizer"]["param_groups"]) != len(self.optimizer.param_groups):
+            raise CheckpointError(f"{source} has {len(state['optimizer']['param_groups'])} optimiser parameter groups, "
+                                  f"this run {len(self.optimizer.param_groups)}: resume with the same "
+                                  "trainer.decay_norm_and_bias")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.data_order.load_state_dict(state.get("data_order", {}))
