@@ -223,3 +223,23 @@ def test_resume_with_another_decay_norm_and_bias_is_a_clear_error(tiny_space, di
     other = make_trainer(tiny_space, digits, run_dir=tmp_path, epochs=1, decay_norm_and_bias=False)
     with pytest.raises(CheckpointError, match="trainer.decay_norm_and_bias"):
         other.resume(tmp_path / "checkpoint.pt")
+
+
+def test_label_smoothing_is_the_step_loss_of_every_path(tiny_space, digits):
+    """``trainer.label_smoothing``: the step's loss on labels is (1 - eps) * CE + eps * mean over classes of -log p."""
+    trainer = make_trainer(tiny_space, digits, label_smoothing=0.1)
+    x, y = digits.train.x[:32], digits.train.y[:32]
+    logits = torch.randn(32, 10)
+    log_p = torch.log_softmax(logits, dim=1)
+    expected = 0.9 * torch.nn.functional.nll_loss(log_p, y) - 0.1 * log_p.mean(dim=1).mean()
+    assert torch.allclose(trainer.step.loss(logits, y), expected, atol=1e-6)
+    arch = trainer.sampler.sample()
+    trainer.supernet.set_arch(arch)
+    trainer.supernet.train()
+    trainer.step.supernet = trainer.supernet  # as the trainer sets it before each step
+    torch.manual_seed(0)
+    result = trainer.step.train_path(arch, x, y)
+    torch.manual_seed(0)
+    assert torch.allclose(result.loss, trainer.step.loss(trainer.step.forward(x), y).detach())
+    with pytest.raises(Exception, match="label_smoothing"):
+        TrainerConfig(label_smoothing=1.0).check()

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nasframe.core.arch import Arch
@@ -87,13 +86,13 @@ class FixedNetworkMethod(PathSampler):
                     teacher_logits = self.teacher(x).float()
         logits, aux = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
         logits = logits.float()
-        loss = F.cross_entropy(logits, y)
+        loss = step.loss(logits, y)
         if teacher_logits is not None:
             t = cfg.distill_temperature  # soft cross-entropy: KL's gradient (they differ by the teacher's entropy)
             kd = soft_cross_entropy(logits, soft_targets(teacher_logits, t), t)
             loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd
         if aux is not None and cfg.auxiliary_weight > 0:
-            loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux.float(), y)
+            loss = loss + cfg.auxiliary_weight * step.loss(aux.float(), y)
         result = step.report(loss.detach(), logits.detach(), y, self.arch)
         loss.backward()
         return result

@@ -75,7 +75,7 @@ def group_backward(step: StepContext, group: PathGroup, x: torch.Tensor,
         step.supernet.set_path(group.paths[k])
         logits = step.forward(x)
         if targets is None or k == group.teacher:
-            loss = F.cross_entropy(logits, y)
+            loss = step.loss(logits, y)
         else:
             loss = soft_cross_entropy(logits, targets, group.temperature)
         if k == group.teacher:

@@ -26,6 +26,7 @@ class TrainerConfig:
     weight_decay: float = 5e-4
     decay_norm_and_bias: bool = True  # false: no weight decay on 1-d parameters (normalisation scales/shifts and
     # biases), as Once-for-All and most ImageNet recipes train; true: every parameter decays
+    label_smoothing: float = 0.0  # > 0: label-smoothed cross-entropy on labels (OFA: 0.1); distillation targets unchanged
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     log_every: int = 10  # steps between TensorBoard scalars
     checkpoint_every: int = 1  # epochs between checkpoints; the last epoch is always saved
@@ -55,6 +56,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.optimizer: {self.optimizer!r} is not one of sgd, adam")
         if self.sgd_impl not in ("default", "foreach", "fused"):
             raise ConfigError(f"trainer.sgd_impl: {self.sgd_impl!r} is not one of default, foreach, fused")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"trainer.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.finite_check_every < 1:
             raise ConfigError("trainer.finite_check_every must be >= 1")
         check_compile_mode(self.compile)

@@ -48,7 +48,7 @@ class StepContext:
     def __init__(self, device: torch.device, *, precision: str = "fp32", channels_last: bool = False,
                  check_every: int = 1, distributed: DistributedContext | None = None,
                  arch_batches: CyclingBatches | None = None, where: Callable[[], str] = lambda: "",
-                 hint: str = "") -> None:
+                 hint: str = "", label_smoothing: float = 0.0) -> None:
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
@@ -57,6 +57,7 @@ class StepContext:
         self.arch_batches = arch_batches
         self.where = where  # "at epoch e, step s": where the run is, for error messages
         self.hint = hint  # what the user can do about a non-finite loss
+        self.label_smoothing = label_smoothing
         self.supernet: Any = None
         self._nonfinite_steps = torch.zeros((), dtype=torch.long, device=device)
 
@@ -98,10 +99,16 @@ class StepContext:
         with self.autocast():
             return self.supernet(x).float()
 
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss on labels: cross-entropy, label-smoothed by ``trainer.label_smoothing`` ("Rethinking
+        the Inception Architecture for Computer Vision", Szegedy et al., CVPR 2016: the target puts ``1 - eps`` on
+        the label and spreads ``eps`` uniformly over all classes)."""
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
     def train_path(self, trained: Any, x: torch.Tensor, y: torch.Tensor) -> StepResult:
-        """Cross-entropy of the active path on ``(x, y)``, checked and back-propagated (gradients accumulate)."""
+        """The loss of the active path on ``(x, y)``, checked and back-propagated (gradients accumulate)."""
         logits = self.forward(x)
-        loss = F.cross_entropy(logits, y)  # this rank's slice; the global loss is the mean over ranks
+        loss = self.loss(logits, y)  # this rank's slice; the global loss is the mean over ranks
         result = self.report(loss.detach(), logits.detach(), y, trained)
         loss.backward()
         return result

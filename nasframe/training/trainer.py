@@ -91,7 +91,7 @@ class SupernetTrainer:
         self.arch_batches = CyclingBatches(arch_loader) if arch_loader is not None else None
         self.step = StepContext(self.device, precision=config.precision, channels_last=config.channels_last,
                                 check_every=config.finite_check_every, distributed=distributed,
-                                arch_batches=self.arch_batches,
+                                arch_batches=self.arch_batches, label_smoothing=config.label_smoothing,
                                 where=lambda: f"at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}",
                                 hint="; the last good checkpoint is kept" + (f" in {self.run_dir}" if self.run_dir else "")
                                 + " (lower trainer.lr or raise trainer.grad_clip)")
