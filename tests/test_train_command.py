@@ -359,3 +359,24 @@ def test_reduced_training_script_at_toy_scale(tmp_path, load_script):
     assert outcome["epochs"] == 2 and outcome["space_config"]["channels"] == 8
     assert "anchor: reduced training" in (tmp_path / "out" / "reduced_training_nb201.md").read_text()
     assert script.main(args)["budgets"][0]["rows"] == budget["rows"]  # finished runs are read back
+
+
+def test_held_out_accuracies_batch_across_splits_and_equal_per_split_accuracy():
+    """Batches may span splits (a graph network scores every node split in one full-graph forward); the
+    accuracies equal the per-split ones at any batch size, and the network's mode is restored."""
+    from nasframe.data.base import TensorSplit
+    from nasframe.evaluation.evaluator import accuracy
+    from nasframe.evaluation_phase.run import held_out_accuracies
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.BatchNorm1d(3)).train()
+    splits = {"valid": TensorSplit(torch.randn(23, 5), torch.randint(0, 3, (23,))),
+              "test": TensorSplit(torch.randn(17, 5), torch.randint(0, 3, (17,)))}
+    calls = []
+    net.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    for batch_size in (1, 4, 7, 23, 40, 100):
+        calls.clear()
+        got = held_out_accuracies(net, splits, batch_size)
+        assert net.training and calls == [min(batch_size, 40 - i) for i in range(0, 40, batch_size)]
+        assert got == {f"{name}_accuracy": accuracy(net, split, batch_size) for name, split in splits.items()}
+        net.train()

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from nasframe.core.eval_network import EvaluationNetwork
 from nasframe.data.base import InMemoryLoader, TensorSplit
 from nasframe.errors import NonFiniteLossError
-from nasframe.evaluation.evaluator import accuracy
+from nasframe.evaluation.evaluator import ensure_eval
 from nasframe.evaluation_phase.cutout import Cutout
 from nasframe.evaluation_phase.method import FixedNetworkMethod
 from nasframe.evaluation_phase.setup import TrainSetup, setup_train
@@ -47,12 +47,40 @@ class TrainOutcome:
 
 
 def held_out_accuracies(network: torch.nn.Module, splits: dict[str, TensorSplit], batch_size: int) -> dict[str, float]:
-    """Accuracy (%) on each split in eval mode; the network's mode is restored after."""
+    """Accuracy (%) on each split in eval mode; the network's mode is restored after.
+
+    The splits are walked as one sequence in batches of ``batch_size`` that may span two splits, so a graph network
+    (whose every call is one full-graph forward, :mod:`nasframe.core.graph`) scores all its node splits in one
+    forward when they fit one batch, instead of one forward per split."""
     was_training = network.training
+    ensure_eval(network)
+    correct = {name: 0 for name in splits}
+    batch: list[tuple[str, int, int]] = []
+    filled = 0
     with torch.no_grad():
-        result = {f"{name}_accuracy": accuracy(network, split, batch_size) for name, split in splits.items()}
+        for name, split in splits.items():
+            start = 0
+            while start < len(split):
+                take = min(batch_size - filled, len(split) - start)
+                batch.append((name, start, start + take))
+                filled, start = filled + take, start + take
+                if filled == batch_size:
+                    _score_batch(network, splits, batch, correct)
+                    batch, filled = [], 0
+        if batch:
+            _score_batch(network, splits, batch, correct)
     network.train(was_training)
-    return result
+    return {f"{name}_accuracy": 100.0 * correct[name] / max(len(split), 1) for name, split in splits.items()}
+
+
+def _score_batch(network: torch.nn.Module, splits: dict[str, TensorSplit], batch: list[tuple[str, int, int]],
+                 correct: dict[str, int]) -> None:
+    """One forward over the batch's pieces ``(split, start, stop)``; each piece's hits added to its split."""
+    predictions = network(torch.cat([splits[name].x[start:stop] for name, start, stop in batch])).argmax(dim=1)
+    offset = 0
+    for name, start, stop in batch:
+        correct[name] += int((predictions[offset:offset + stop - start] == splits[name].y[start:stop]).sum())
+        offset += stop - start
 
 
 def count_network_macs(setup: TrainSetup, network: torch.nn.Module) -> int | None:
