@@ -153,8 +153,12 @@ def render(payload: dict[str, Any]) -> str:
         "",
         f"Command: `{payload['command']}`",
         "",
+        *([f"**Partial: {len(payload['rows'])} runs finished, {len(s['missing_runs'])} still to run** "
+           f"({', '.join(s['missing_runs'])}); the command trains them (a rerun continues), the summary covers the "
+           "finished runs only.", ""] if s.get("missing_runs") else []),
         f"- models: {s['models']} picked by rule (scripts/nasbench_graph_reproduction.py: the table's test-accuracy "
-        f"percentiles 100 (i + 0.5) / {s['models']}, ties drawn with seed {payload['pick_seed']}); seeds per model: "
+        f"percentiles 100 (i + 0.5) / {payload['models_picked']}, ties drawn with seed {payload['pick_seed']}); "
+        "seeds per model: "
         f"{s['seeds']}; epochs: {payload['epochs']}",
         "- protocol: configs/protocol/nasbench_graph.yaml (SGD lr 0.1 constant, no momentum, weight decay 5e-4, "
         "dropout 0.7, 400 epochs, test accuracy at the best validation epoch; a run whose loss turns non-finite "
@@ -201,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--shard", default=None, metavar="K/N",
                         help="train only every N-th (model, seed) job from the K-th (0-based) and write nothing; "
                              "run N shards at once, then once without --shard to read them all and write the results")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the results of the runs that finished, naming the missing ones")
     parser.add_argument("overrides", nargs="*", help="further nasframe train overrides, e.g. trainer.momentum=0")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -214,20 +220,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.shard:
         index, count = parse_shard(args.shard)
         jobs = jobs[index::count]
-    rows = []
+    rows, missing = [], []
     for pick, seed in jobs:
+        run_dir = args.runs / f"model_{pick['model']:02d}" / f"seed_{seed}"
+        if args.report_only and not (run_dir / "outcome.json").is_file():
+            missing.append(f"model {pick['model']} seed {seed}")
+            continue
         started = time.perf_counter()
-        row = train_one(pick, seed, args.runs / f"model_{pick['model']:02d}" / f"seed_{seed}", extra)
+        row = train_one(pick, seed, run_dir, extra)
         rows.append(row)
         print(f"model {pick['model']} seed {seed}: test {row['test_accuracy']:.2f} (table {pick['table_test']:.2f}) "
               f"in {time.perf_counter() - started:.0f}s  {pick['arch']}", flush=True)
     if args.shard:
         return {"rows": rows}
     rows.sort(key=lambda row: (row["model"], row["seed"]))
-    models, summary = summarise(picks, rows)
+    if not rows:
+        raise SystemExit(f"no finished runs under {args.runs}")
+    trained = {row["model"] for row in rows}
+    models, summary = summarise([pick for pick in picks if pick["model"] in trained], rows)
+    summary["missing_runs"] = missing
     payload = {
-        "command": "python scripts/nasbench_graph_reproduction.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "pick_seed": args.pick_seed, "epochs": args.epochs or 400, "epochs_overridden": args.epochs is not None,
+        "command": "python scripts/nasbench_graph_reproduction.py "  # the command that trains (--report-only dropped)
+        + " ".join(a for a in (sys.argv[1:] if argv is None else argv) if a != "--report-only"),
+        "pick_seed": args.pick_seed, "models_picked": args.models, "epochs": args.epochs or 400,
+        "epochs_overridden": args.epochs is not None,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", device={args.device}",
         "torch": torch.__version__, "summary": summary, "models": models, "rows": rows,
     }

@@ -257,6 +257,10 @@ def test_nasbench_graph_reproduction_script_at_toy_scale(cora_root, tmp_path, lo
             "--data-root", str(cora_root), "--threads", "2"]
     for shard in ("0/2", "1/2"):  # one run each, nothing written; the plain call then reads both back
         assert len(script.main([*args, "--shard", shard])["rows"]) == 1
+        if shard == "0/2":  # a report of what finished, naming what did not
+            partial = script.main([*args, "--report-only", "--out", str(tmp_path / "partial")])
+            assert len(partial["rows"]) == 1 and partial["summary"]["missing_runs"] == ["model 1 seed 0"]
+            assert "--report-only" not in partial["command"]
     assert not out.exists()
     payload = script.main(args)
     saved = json.loads((out / "nasbench_graph_reproduction.json").read_text())
