@@ -7,6 +7,13 @@ Plain arguments (not Hydra). The protocol is :func:`nasframe.hardware.evaluate.e
     nasframe latency                                          # NB201 C=16 N=5, 3x32x32, batch 1, CPU
     nasframe latency --device cuda --batch-size 64 --out results
     nasframe latency --space-opt channels=8 --space-opt cells_per_stage=2 --fit 20 --held-out 30
+    nasframe latency --model interaction --fit 100                # additive table + boosted trees on the residual
+    nasframe latency --model transfer --fit 20                    # pre-trained on the 13 devices of the NB201 table
+
+``--model`` picks a model of :data:`nasframe.hardware.models.MODELS` (default ``additive``: the table with its
+affine correction); a non-additive one is written as ``latency_table_<space>_<device>_<model>.json``, a file that
+``constraints.latency_table`` accepts like the additive one. ``transfer`` pre-trains on ``--source-table`` (a CSV
+of this space's archs x other devices, default ``$NASFRAME_DATA/nb201/latency_ms.csv``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from nasframe.core.registry import SPACES
 from nasframe.core.space import DataSpec
 from nasframe.errors import ConfigError, NasframeError
 from nasframe.hardware.evaluate import device_slug, evaluate_on_device, write_report
+from nasframe.hardware.encoding import TermEncoder
+from nasframe.hardware.external import default_table_path, read_latency_table
 from nasframe.hardware.lut import MeasureSettings, find_adapter
+from nasframe.hardware.models import DEFAULT_MODEL, MODELS, TransferBackbone, model_spec
 
 
 def build_parser(default_out: str = "latency") -> argparse.ArgumentParser:
@@ -42,7 +52,19 @@ def build_parser(default_out: str = "latency") -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--out", default=default_out, help=f"output directory (default {default_out})")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="|".join(MODELS),
+                        help=f"latency model to fit and save (default {DEFAULT_MODEL})")
+    parser.add_argument("--source-table", default=None,
+                        help="transfer: CSV of this space's archs x other devices (default $NASFRAME_DATA/nb201/latency_ms.csv)")
     return parser
+
+
+def pretrained_backbone(space, source_table: str | None, seed: int) -> TransferBackbone:
+    """The transfer model's backbone, pre-trained on every device column of the source table."""
+    path = Path(source_table) if source_table else default_table_path()
+    archs, columns = read_latency_table(path, space)
+    print(f"pre-training the transfer backbone on {len(columns)} devices x {len(archs):,} archs of {path}")
+    return TransferBackbone.pretrain(space.choices, TermEncoder(space.choices).encode(archs), columns, seed=seed)
 
 
 def parse_space_opts(items: list[str]) -> dict:
@@ -65,12 +87,18 @@ def main(argv: list[str] | None = None, default_out: str = "latency", command: s
         torch.set_num_threads(args.threads)
     data = DataSpec(args.input_shape[0], (args.input_shape[1], args.input_shape[2]), args.num_classes)
     space = SPACES.build({"name": args.space, **parse_space_opts(args.space_opt)}, "space", data=data)
+    spec = model_spec(args.model)
+    if args.fit < spec.min_measured:
+        raise ConfigError(f"--model {args.model} needs --fit >= {spec.min_measured}, got {args.fit}")
+    adapter = find_adapter(space)
+    backbone = pretrained_backbone(space, args.source_table, args.seed) if spec.needs_backbone else None
     settings = MeasureSettings(args.device, args.batch_size, args.warmup, args.repeats)
     predictor, report = evaluate_on_device(
-        space, find_adapter(space), settings, settings, fit=args.fit, held_out=args.held_out, seed=args.seed
+        space, adapter, settings, settings, fit=args.fit, held_out=args.held_out, seed=args.seed,
+        model=args.model, backbone=backbone,
     )
     report["command"] = " ".join([command, *argv])
-    name = f"{space.name}_{device_slug(args.device)}"
+    name = f"{space.name}_{device_slug(args.device)}" + ("" if args.model == DEFAULT_MODEL else f"_{args.model}")
     json_path, md_path = write_report(report, Path(args.out), f"latency_predictor_{name}")
     table_path = predictor.save(Path(args.out) / f"latency_table_{name}.json")
     for label, metrics in report["held_out_metrics"].items():

@@ -7,10 +7,12 @@ Protocol (:func:`evaluate_on_device`):
 2. draw ``fit`` distinct archs and ``held_out`` other distinct archs uniformly from the space (seeded; the two sets
    are disjoint) and measure each whole arch on the device as the table entries are measured, both sets in one
    shuffled order so that a drift of the machine does not separate them;
-3. fit the affine correction on the fitting set only (:meth:`LatencyPredictor.calibrate`);
-4. report, on the held-out archs only, RMSE, MAPE, share within +-10 % and Kendall tau of three predictors: the
-   raw table sum, the table with its correction, and for comparison an additive model fitted on the fitting set
-   alone without the table (:func:`nasframe.hardware.external.fit_from_measurements`);
+3. fit the affine correction on the fitting set only (:meth:`LatencyPredictor.calibrate`), and the chosen model
+   of :data:`nasframe.hardware.models.MODELS` (``model``; ``additive`` is the table with its correction) on the
+   fitting set only, with the measured table as its additive part;
+4. report, on the held-out archs only, RMSE, MAPE, share within +-10 % and Kendall tau of the predictors: the
+   raw table sum, the table with its correction, for comparison an additive model fitted on the fitting set
+   alone without the table (:func:`nasframe.hardware.external.fit_from_measurements`), and the chosen model;
 5. time predictions per second on a large random population (one matrix-vector product on its 0/1 term matrix,
    and end to end from Arch objects).
 """
@@ -38,7 +40,7 @@ from nasframe.hardware.external import fit_from_measurements
 from nasframe.hardware.latency import resolve_device
 from nasframe.hardware.lut import LatencyAdapter, MeasureSettings, build_lut, measure_archs
 from nasframe.hardware.metrics import latency_metrics
-from nasframe.hardware.predictor import LatencyPredictor
+from nasframe.hardware.models import DEFAULT_MODEL, LatencyModel, TransferBackbone, fit_model, model_spec
 from nasframe.markdown import markdown_table
 
 
@@ -56,13 +58,13 @@ def distinct_archs(space: SearchSpace, count: int, rng: np.random.Generator, exc
     return out
 
 
-def random_option_indices(predictor: LatencyPredictor, count: int, rng: np.random.Generator) -> np.ndarray:
+def random_option_indices(predictor: LatencyModel, count: int, rng: np.random.Generator) -> np.ndarray:
     """A population of ``count`` random archs as option indices (one column per choice)."""
     sizes = [len(c) for c in predictor.encoder.choices]
     return np.stack([rng.integers(size, size=count) for size in sizes], axis=1)
 
 
-def best_prediction_seconds(predictor: LatencyPredictor, matrix: np.ndarray, archs: list, repeats: int
+def best_prediction_seconds(predictor: LatencyModel, matrix: np.ndarray, archs: list, repeats: int
                             ) -> tuple[float, float]:
     """Best-of-``repeats`` seconds of ``predict_matrix(matrix)`` and of ``predict(archs)`` (encoding included)."""
     best_matvec = best_archs = float("inf")
@@ -76,7 +78,7 @@ def best_prediction_seconds(predictor: LatencyPredictor, matrix: np.ndarray, arc
     return best_matvec, best_archs
 
 
-def predictions_per_second(predictor: LatencyPredictor, space: SearchSpace, population: int,
+def predictions_per_second(predictor: LatencyModel, space: SearchSpace, population: int,
                            rng: np.random.Generator, repeats: int = 5) -> dict[str, Any]:
     """Best-of-``repeats`` throughput of :meth:`LatencyPredictor.predict_matrix` on ``population`` archs, and of
     :meth:`LatencyPredictor.predict` (encoding included) on a population of Arch objects of up to 20,000."""
@@ -101,11 +103,17 @@ def device_slug(device: torch.device | str) -> str:
 def evaluate_on_device(
     space: SearchSpace, adapter: LatencyAdapter, table_settings: MeasureSettings, arch_settings: MeasureSettings,
     fit: int = 30, held_out: int = 50, seed: int = 0, population: int = 100_000,
-    log: Callable[[str], None] = print,
-) -> tuple[LatencyPredictor, dict[str, Any]]:
-    """Run the protocol of the module docstring; returns the corrected predictor and the report."""
+    log: Callable[[str], None] = print, model: str = DEFAULT_MODEL, backbone: TransferBackbone | None = None,
+) -> tuple[LatencyModel, dict[str, Any]]:
+    """Run the protocol of the module docstring; returns the fitted model (``additive``: the corrected table)
+    and the report. ``backbone``: the pre-trained part of the ``transfer`` model."""
     if fit < 2 or held_out < 2:
         raise ConfigError(f"latency evaluation needs >= 2 fitting and >= 2 held-out archs, got {fit} and {held_out}")
+    spec = model_spec(model)
+    if fit < spec.min_measured:
+        raise ConfigError(f"latency model '{model}' needs at least {spec.min_measured} measured archs, got --fit {fit}")
+    if spec.needs_backbone and backbone is None:
+        raise ConfigError(f"latency model '{model}' needs a backbone pre-trained on other devices' latency tables")
     if table_settings.device != arch_settings.device or table_settings.batch_size != arch_settings.batch_size:
         raise ConfigError("the table and the whole archs must be measured on the same device and batch size")
     started = time.perf_counter()
@@ -128,7 +136,10 @@ def evaluate_on_device(
     ridge_only = fit_from_measurements(
         space, fit_archs, y_fit, table.key.device, table.key.batch_size, torch_version=table.key.torch_version
     )
-    predictors = {"table sum": table, "table + affine correction": corrected, "additive fit without table": ridge_only}
+    chosen = fit_model(model, table.encoder.choices, table.encoder.encode(fit_archs), y_fit, table.key, seed=seed,
+                       table=table, arch_map=table.encoder.arch_map, backbone=backbone)
+    predictors = {"table sum": table, "table + affine correction": corrected, "additive fit without table": ridge_only,
+                  {DEFAULT_MODEL: "table + affine correction"}.get(model, f"{model} model"): chosen}
     # each predictor encodes the archs its own way (the table may have an adapter's table choices)
     metrics = {name: latency_metrics(p.predict(held_archs), y_held) for name, p in predictors.items()}
     archs = [
@@ -136,7 +147,7 @@ def evaluate_on_device(
          "table_sum_ms": float(table.predict_one(arch)), "corrected_ms": float(corrected.predict_one(arch))}
         for k, arch in enumerate(everything)
     ]
-    speed = predictions_per_second(corrected, space, population, rng)
+    speed = predictions_per_second(chosen, space, population, rng)
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": describe_device(table_settings.device),
@@ -145,6 +156,7 @@ def evaluate_on_device(
         "table_measurement": asdict(table_settings),
         "arch_measurement": asdict(arch_settings),
         "protocol": {"fit_archs": fit, "held_out_archs": held_out, "seed": seed, "sets_disjoint": True},
+        "model": {"name": model, "method": chosen.method, "details": chosen.details},
         "table": {
             "fixed_ms": table.fixed_ms,
             "terms_ms": {f"{c}/{o}": table.term_ms(c, o) for c, o in table.encoder.columns},
@@ -157,7 +169,7 @@ def evaluate_on_device(
         "seconds": time.perf_counter() - started,
         "archs": archs,
     }
-    return corrected, report
+    return chosen, report
 
 
 def write_report(report: Mapping[str, Any], out: Path, name: str) -> tuple[Path, Path]:
@@ -183,6 +195,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- protocol: correction fitted on {p['fit_archs']} archs, evaluated on {p['held_out_archs']} other archs "
         f"(disjoint, uniform, seed {p['seed']}); fitted correction: scale {report['correction']['scale']:.4f}, "
         f"offset {report['correction']['offset_ms']:.4f} ms",
+        *([f"- model saved: {report['model']['name']} ({report['model']['method']})"] if "model" in report else []),
         f"- versions: python {report['versions']['python']}, torch {report['versions']['torch']}, numpy {report['versions']['numpy']}",
         f"- command: `{report.get('command', '')}` ({report['date']}, {report['seconds']:.0f} s)",
         "",

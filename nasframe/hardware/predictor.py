@@ -21,6 +21,8 @@ Where the terms come from:
 
 A predictor is saved as JSON (never pickle), keyed by device name, batch size, torch version and the space's
 description; :func:`load_predictor` refuses a file whose key differs from the one expected, naming the field.
+The file's ``model`` field names the model (``additive`` here; files without it are additive); the non-additive
+models of :mod:`nasframe.hardware.models` share the format and the loader.
 """
 
 from __future__ import annotations
@@ -205,6 +207,7 @@ class LatencyPredictor:
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "model": "additive",
             "key": asdict(self.key),
             "method": self.method,
             "choices": [{"name": c.name, "options": list(c.options)} for c in self.encoder.choices],
@@ -225,6 +228,8 @@ class LatencyPredictor:
             raise LatencyTableError(
                 f"{where} has format version {data.get('format_version')!r}, this nasframe reads {FORMAT_VERSION}"
             )
+        if data.get("model", "additive") != "additive":
+            raise LatencyTableError(f"{where} holds a {data.get('model')!r} model, not the additive one")
         try:
             choices = [Choice(str(c["name"]), tuple(str(o) for o in c["options"])) for c in data["choices"]]
             terms = {(str(t["choice"]), str(t["option"])): float(t["ms"]) for t in data["terms"]}
@@ -251,24 +256,30 @@ class LatencyPredictor:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON file atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_dict(), handle, indent=1, allow_nan=False)
-                handle.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json_atomic(path, self.to_dict())
+
+
+def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as JSON (no NaN) to ``path`` atomically: a temporary file beside it, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def load_predictor(
     path: str | Path, expected: PredictorKey | None = None, ignore: Iterable[str] = ()
 ) -> LatencyPredictor:
-    """Read a latency table written by :meth:`LatencyPredictor.save`.
+    """Read a latency table written by :meth:`LatencyPredictor.save` or by the ``save`` of any model of
+    :data:`nasframe.hardware.models.MODELS` (the file's ``model`` field picks the class; absent: additive).
 
     With ``expected``, a table built for another device, batch size, torch version or space (fields in
     ``ignore`` excepted, e.g. ``("torch_version",)``) raises :class:`LatencyTableError` naming each mismatch.
@@ -280,7 +291,11 @@ def load_predictor(
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LatencyTableError(f"latency table {path} is corrupt: not JSON ({exc})") from None
-    predictor = LatencyPredictor.from_dict(data, where=f"latency table {path}")
+    from nasframe.hardware.models import model_class  # the models import this module
+
+    where = f"latency table {path}"
+    name = data.get("model", "additive") if isinstance(data, dict) else "additive"
+    predictor = model_class(name, where).from_dict(data, where=where)
     if expected is not None:
         problems = predictor.key.mismatches(expected, ignore)
         if problems:
