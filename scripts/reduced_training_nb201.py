@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def render(payload: dict[str, Any]) -> str:
     header = ["ranking", "image passes per cell (total)", "Kendall tau", "Spearman", "P@top-10%",
-              "true acc. of best-scored", "CPU time (train, all cells)"]
+              "true acc. of best-scored", "training wall time, all cells (1 run at a time)"]
     rows = []
     for entry in payload["budgets"]:
         m = entry["metrics"]

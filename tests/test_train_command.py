@@ -236,6 +236,9 @@ def test_train_gnn_bench_on_cora_with_the_nasbench_graph_protocol(cora_root, tmp
     assert outcome.summary["select"] == "best_valid" and len(outcome.summary["curves"]) == 3
     assert outcome.valid_accuracy == max(c["valid_accuracy"] for c in outcome.summary["curves"])
     assert outcome.summary["space_config"]["dropout"] == 0.7  # the protocol's train.space_settings
+    features = setup_train(cfg).data.graph.x  # and its train.dataset_settings: row-normalised node features
+    sums = features.sum(dim=1)
+    assert torch.allclose(sums[sums > 0], torch.ones(()))
     program = torch.export.load(str(tmp_path / "run/export/subnet.pt2")).module()
     x, edge_index = torch.randn(5, 1433), torch.tensor([[0, 1, 2], [1, 2, 3]])
     assert program(x, edge_index).shape == (5, 7)
