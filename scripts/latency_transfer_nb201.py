@@ -40,7 +40,8 @@ from nasframe.hardware import describe_device
 from nasframe.hardware.encoding import TermEncoder
 from nasframe.hardware.external import EXTERNAL_TORCH, default_table_path, read_latency_table
 from nasframe.hardware.metrics import latency_metrics
-from nasframe.hardware.models import MODELS, TransferBackbone, fit_model, source_columns
+from nasframe.hardware.evaluate import best_prediction_seconds
+from nasframe.hardware.models import MODELS, InteractionPredictor, TransferBackbone, fit_model, source_columns
 from nasframe.hardware.predictor import PredictorKey, reference_options
 from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
@@ -112,16 +113,10 @@ def throughput(space, matrix, columns, repeats: int = 5) -> dict[str, dict[str, 
     for name in MODELS:
         predictor = fit_model(name, space.choices, matrix[fit], columns[device][fit], key, seed=0,
                               reference=reference_options(space.choices, space.zero_option), backbone=backbone)
-        best_archs = best_matrix = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            predictor.predict(archs)
-            best_archs = min(best_archs, time.perf_counter() - start)
-            start = time.perf_counter()
-            predictor.predict_matrix(matrix)
-            best_matrix = min(best_matrix, time.perf_counter() - start)
+        best_matrix, best_archs = best_prediction_seconds(predictor, matrix, archs, repeats)
+        trees = predictor.trees.num_trees if isinstance(predictor, InteractionPredictor) else None
         out[name] = {"end_to_end_per_s": len(archs) / best_archs, "matrix_per_s": len(archs) / best_matrix,
-                     "fitted_on": f"{device}, 200 archs", "trees": getattr(getattr(predictor, "trees", None), "num_trees", None)}
+                     "fitted_on": f"{device}, 200 archs", "trees": trees}
     return out
 
 
