@@ -56,11 +56,25 @@ def compose_config(command: str, overrides: Sequence[str] = (), resume: Path | N
         return compose(command, overrides=overrides)
 
 
+def finished_earlier(cfg: DictConfig, run_dir: Path) -> bool:
+    """With ``resume=auto``, a run directory that already holds its outcome is not run again (a rerun sweep
+    continues only the jobs that did not finish); says so and returns True."""
+    from nasframe.training.checkpoint import AUTO_RESUME
+
+    outcome = run_dir / "outcome.json"
+    if cfg.resume != AUTO_RESUME or not outcome.is_file():
+        return False
+    print(f"\nfinished earlier (resume=auto): nothing to do; its report is {run_dir / 'report.md'}")
+    return True
+
+
 def _search(cfg: DictConfig) -> None:
     from nasframe.search import run_search
     from nasframe.training.distributed import DistributedContext
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if finished_earlier(cfg, run_dir):
+        return
     outcome = run_search(cfg, run_dir)
     if outcome is None and not DistributedContext.from_env().is_main:
         return  # a data-parallel helper rank: rank 0 reports
@@ -114,6 +128,8 @@ def _train(cfg: DictConfig) -> None:
     from nasframe.evaluation_phase.run import run_train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if finished_earlier(cfg, run_dir):
+        return
     outcome = run_train(cfg, run_dir)
     if outcome is None:
         from nasframe.training.distributed import DistributedContext
@@ -229,10 +245,9 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(parts)
 
 
-def output_dir_problem(config_name: str, args: Sequence[str]) -> str | None:
-    """Why Hydra could not create the run's output directory (``hydra.run.dir``, or ``hydra.sweep.dir`` with
-    ``-m``): a path in it is a file, or its nearest existing folder is not writable; None when it can (or when the
-    arguments do not run a job: ``--help``, ``--cfg``; or do not compose, which Hydra then reports itself)."""
+def output_dir(config_name: str, args: Sequence[str]) -> tuple[str, Path, bool] | None:
+    """Where these arguments make Hydra write: (``hydra.run.dir`` or ``hydra.sweep.dir``, the path, whether it is
+    a multirun); None when they run no job (``--help``, ``--cfg``) or do not compose (Hydra reports that itself)."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -248,9 +263,19 @@ def output_dir_problem(config_name: str, args: Sequence[str]) -> str | None:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
         key = "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir"
-        target = Path(str(OmegaConf.select(cfg, key)))
+        return key, Path(str(OmegaConf.select(cfg, key))), bool(parsed.multirun)
     except (Exception, SystemExit):  # not composable: Hydra reports the problem itself, with its own message
         return None
+
+
+def output_dir_problem(config_name: str, args: Sequence[str]) -> str | None:
+    """Why Hydra could not create the run's output directory (``hydra.run.dir``, or ``hydra.sweep.dir`` with
+    ``-m``): a path in it is a file, or its nearest existing folder is not writable; None when it can (or when the
+    arguments do not run a job: ``--help``, ``--cfg``; or do not compose, which Hydra then reports itself)."""
+    where = output_dir(config_name, args)
+    if where is None:
+        return None
+    key, target, _ = where
     existing = target
     while not existing.exists() and not existing.is_symlink() and existing.parent != existing:
         existing = existing.parent
@@ -261,6 +286,18 @@ def output_dir_problem(config_name: str, args: Sequence[str]) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{key}={target}: {existing} is not writable"
     return None
+
+
+def unfinished_sweep_jobs(sweep_dir: Path) -> list[str]:
+    """One line per job of a sweep that has no outcome (killed, cancelled, failed): its directory, overrides and
+    how far it got, as ``nasframe gather`` lists them."""
+    from nasframe.gather import describe_unfinished, find_runs
+
+    if not sweep_dir.is_dir():
+        return []
+    _, unfinished = find_runs(sweep_dir)
+    return [f"{u['run']} ({' '.join(u['overrides']) or 'no overrides recorded'}): {u['progress']}"
+            for u in (describe_unfinished(run, sweep_dir) for run in unfinished)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -296,7 +333,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"nasframe {command}: error: {exc}")
 
     sys.argv = [f"nasframe-{command}", *argv[1:]]
-    hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(task_function)()
+    try:
+        hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(task_function)()
+    except SystemExit as exc:
+        where = output_dir(config_name, argv[1:]) if exc.code not in (0, None) else None
+        if where is not None and where[2]:  # a sweep failed: name every job that did not finish
+            jobs = unfinished_sweep_jobs(where[1])
+            if jobs:
+                print(f"nasframe {command}: {len(jobs)} job(s) of the sweep in {where[1]} did not finish:\n  "
+                      + "\n  ".join(jobs) + "\nrerun the same command with resume=auto to continue only these "
+                      "(finished jobs are skipped)", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

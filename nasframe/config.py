@@ -77,7 +77,7 @@ class SearchConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     arch: Optional[str] = None  # skip selection: evaluate and export this arch (native string or JSON)
-    resume: Optional[str] = None  # a checkpoint file or run directory to continue training from
+    resume: Optional[str] = None  # a checkpoint file or run directory to continue training from; auto: this run directory's own checkpoint if any (reruns of a sweep)
 
 
 @dataclass
@@ -143,7 +143,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    resume: Optional[str] = None  # a checkpoint file or train run directory to continue from
+    resume: Optional[str] = None  # a checkpoint file or train run directory to continue from; auto: this run directory's own checkpoint if any
 
 
 def option_schemas() -> dict[str, dict[str, type]]:

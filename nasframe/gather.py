@@ -2,8 +2,10 @@
 
 Every run directory under ``DIR`` that holds an ``outcome.json`` (written by a finished ``nasframe search``) is a
 row: its Hydra overrides (``.hydra/overrides.yaml``), the selected arch and its accuracies, and the time it took.
-Runs with a checkpoint but no outcome (stopped early, killed, still running) are listed as unfinished, so a sweep
-never silently loses a job. Rows that differ only in ``seed`` are summarised as mean ± standard deviation. With a
+Runs that started (a checkpoint or Hydra's ``.hydra`` record) but have no outcome (stopped early, killed,
+cancelled, still running) are listed as unfinished by name (their overrides) with how far they got, so a sweep
+never silently loses a job; rerunning the sweep with ``resume=auto`` continues exactly those. A directory inside
+another run's directory (the parts of a few-shot ``sampler.budget=per_part`` run) belongs to that run. Rows that differ only in ``seed`` are summarised as mean ± standard deviation. With a
 tabular benchmark for the runs' space (``--benchmark nb201``), each selected arch's true accuracy is added.
 Writes ``gather.md`` and ``gather.json`` into ``DIR`` (or ``--out``).
 """
@@ -22,12 +24,36 @@ from nasframe.markdown import markdown_table
 
 
 def find_runs(root: Path) -> tuple[list[Path], list[Path]]:
-    """Finished run directories (with ``outcome.json``) and unfinished ones (a checkpoint, no outcome)."""
+    """Finished run directories (with ``outcome.json``) and unfinished ones (a checkpoint or a Hydra record, no
+    outcome); directories nested in another run's directory are part of that run, not runs of their own."""
     if not root.is_dir():
         raise DataError(f"gather: no such directory: {root}")
-    finished = sorted(p.parent for p in root.rglob("outcome.json"))
-    unfinished = sorted(p.parent for p in root.rglob("checkpoint.pt") if not (p.parent / "outcome.json").exists())
+    marks = [*root.rglob("outcome.json"), *root.rglob("checkpoint.pt"), *root.rglob(".hydra/overrides.yaml")]
+    runs = {p.parent.parent if p.parent.name == ".hydra" else p.parent for p in marks}
+    runs = {run for run in runs if not any(parent in runs for parent in run.parents)}
+    finished = sorted(run for run in runs if (run / "outcome.json").is_file())
+    unfinished = sorted(run for run in runs if not (run / "outcome.json").is_file())
     return finished, unfinished
+
+
+def progress_of(run: Path) -> str:
+    """How far an unfinished run got: the epoch of its checkpoint, or that it wrote none."""
+    from nasframe.errors import CheckpointError
+    from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    if not (run / CHECKPOINT_NAME).is_file():
+        return "no checkpoint (it stopped before its first one, or is still starting)"
+    try:
+        state = load_checkpoint(run)
+    except CheckpointError as exc:
+        return f"unreadable checkpoint ({exc})"
+    total = state.get("schedule", {}).get("epochs")
+    return f"checkpoint at epoch {state['epoch']}" + (f" of {total}" if total else "")
+
+
+def describe_unfinished(run: Path, root: Path) -> dict[str, Any]:
+    """An unfinished run by name: its directory, its overrides and how far it got."""
+    return {"run": str(run.relative_to(root)) or ".", "overrides": overrides_of(run), "progress": progress_of(run)}
 
 
 def overrides_of(run: Path) -> list[str]:
@@ -98,7 +124,7 @@ def _percent(value: Any) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
-def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summary: list[dict[str, Any]],
+def render(root: Path, rows: list[dict[str, Any]], unfinished: list[dict[str, Any]], summary: list[dict[str, Any]],
            metric: str | None) -> str:
     true_col = metric is not None
     lines = [f"# Gathered runs: {root}", "", f"{len(rows)} finished, {len(unfinished)} unfinished.", ""]
@@ -125,8 +151,10 @@ def render(root: Path, rows: list[dict[str, Any]], unfinished: list[Path], summa
         lines += ["", "## Baselines over seeds (true accuracy, from each run's report)", "",
                   markdown_table(["settings", "baseline", "true acc."], baselines, "llr")]
     if unfinished:
-        lines += ["", "## Unfinished (checkpoint, no outcome: resume with `nasframe search resume=DIR`)", ""]
-        lines += [f"- {p.relative_to(root)}" for p in unfinished]
+        lines += ["", "## Unfinished (no outcome: rerun the sweep with `resume=auto`, or one run with "
+                  "`nasframe search resume=DIR`)", ""]
+        lines += [f"- {u['run']} ({' '.join(u['overrides']) or 'no overrides recorded'}): {u['progress']}"
+                  for u in unfinished]
     return "\n".join(lines) + "\n"
 
 
@@ -134,13 +162,14 @@ def gather(root: Path, out: Path | None = None, benchmark: str | None = None, me
     """Gather the runs under ``root``; returns the path of the Markdown report."""
     finished, unfinished = find_runs(root)
     if not finished and not unfinished:
-        raise DataError(f"gather: no search runs under {root} (a run directory holds outcome.json or checkpoint.pt)")
+        raise DataError(f"gather: no search runs under {root} (a run directory holds outcome.json, checkpoint.pt or .hydra/)")
     rows = [load_row(run, root) for run in finished]
+    unfinished = [describe_unfinished(run, root) for run in unfinished]
     used_metric = true_accuracies(rows, benchmark, metric) if benchmark else None
     summary = summarise(rows)
     out = out or root
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"root": str(root), "rows": rows, "unfinished": [str(p.relative_to(root)) for p in unfinished],
+    payload = {"root": str(root), "rows": rows, "unfinished": unfinished,
                "summary": summary, "true_metric": used_metric}
     (out / "gather.json").write_text(json.dumps(payload, indent=1) + "\n")
     report = out / "gather.md"

@@ -43,7 +43,7 @@ from nasframe.search_baselines import SearchBaselines, baseline_section, measure
 from nasframe.selection.base import (Evaluation, SelectionResult, Selector, SelectorInputs, Tune, build_selector,
                                      check_architecture_weights)
 from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
-from nasframe.training.checkpoint import resolve_checkpoint
+from nasframe.training.checkpoint import resolve_resume
 from nasframe.training.distributed import DistributedContext
 from nasframe.training.finetune import finetune
 from nasframe.training.trainer import SupernetTrainer, TrainerConfig
@@ -112,8 +112,9 @@ def training_context(cfg: DictConfig) -> tuple[DistributedContext, torch.device,
     return distributed, device, trainer_cfg
 
 
-def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
-    """Build and check all components of ``cfg``; raises a :class:`~nasframe.errors.NasframeError` on bad input."""
+def setup_search(cfg: SearchConfig | DictConfig, run_dir: Path | None = None) -> SearchSetup:
+    """Build and check all components of ``cfg``; raises a :class:`~nasframe.errors.NasframeError` on bad input.
+    ``run_dir`` is where the run writes (``resume=auto`` continues its checkpoint)."""
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
     distributed, device, trainer_cfg = training_context(cfg)
@@ -128,7 +129,7 @@ def setup_search(cfg: SearchConfig | DictConfig) -> SearchSetup:
                           "selector=evolutionary or selector=random")
     check_architecture_weights(selector, sampler)
     fixed_arch = space.parse(cfg.arch) if cfg.arch else None
-    resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
+    resume_from = resolve_resume(cfg.resume, run_dir)
     constraints = build_constraints(cfg.constraints, space)
     selector.check_constraints(constraints)
     return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch,
@@ -322,13 +323,13 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
     Under ``torchrun`` the supernet is trained data parallel on all ranks; rank 0 alone writes the run directory
     (its own ``run_dir``, sent to all ranks), then selects and exports while the other ranks return ``None``."""
     started = time.perf_counter()
-    setup = setup_search(cfg)
+    setup = setup_search(cfg, Path(run_dir))
     cfg, space, data, ranks = setup.cfg, setup.space, setup.data, setup.distributed
     if is_training_free(setup.evaluator):
         from nasframe.training_free import run_training_free_search
 
         return run_training_free_search(setup, Path(run_dir), started)
-    if ranks.enabled:
+    if ranks.enabled and not setup.sampler.trains_parts_as_jobs:  # per-part few-shot refuses torchrun below
         return _run_data_parallel(setup, Path(run_dir), started)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -341,7 +342,12 @@ def run_search(cfg: SearchConfig | DictConfig, run_dir: str | Path) -> SearchOut
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     train_started = time.perf_counter()
-    trainer = train_supernet(setup, run_dir, writer, until_epoch=setup.trainer.stop_after_epoch)
+    if setup.sampler.trains_parts_as_jobs:  # few-shot with the per-part budget: one-shot phase, part jobs, merge
+        from nasframe.fewshot_parts import run_parts_as_jobs
+
+        trainer = run_parts_as_jobs(setup, run_dir, writer)
+    else:
+        trainer = train_supernet(setup, run_dir, writer, until_epoch=setup.trainer.stop_after_epoch)
     return _select_and_export(setup, trainer, run_dir, writer, started, time.perf_counter() - train_started)
 
 

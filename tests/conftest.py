@@ -60,3 +60,26 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> dict[str, str]:
+    """The environment of a process that talks to the local Slurm cluster of ``scripts/slurm_local.sh`` (its
+    ``SLURM_CONF``, this Python first on the PATH); skips the test, saying why, when no such cluster answers."""
+    import os
+    import shutil
+    import subprocess
+
+    conf = os.environ.get("SLURM_CONF") or str(Path(os.environ.get("NASFRAME_SLURM_DIR", "/tmp/nasframe-slurm")) / "slurm.conf")
+    if shutil.which("sinfo") is None or not Path(conf).is_file():
+        pytest.skip("no local Slurm cluster (start one with scripts/slurm_local.sh start; .ci/run does where it is root)")
+    env = {**os.environ, "SLURM_CONF": conf, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    try:
+        state = subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%T"], capture_output=True, text=True, env=env,
+                               timeout=20).stdout.strip()
+    except subprocess.TimeoutExpired:
+        state = "no answer in 20 s"
+    if state not in ("idle", "mixed", "allocated"):
+        pytest.skip(f"the local Slurm cluster of {conf} does not answer (node state: {state or 'none'}): "
+                    "scripts/slurm_local.sh start")
+    return env

@@ -38,12 +38,31 @@ def test_joblib_multirun_jobs_write_their_own_runs_and_gather_reports_them(tmp_p
     report = json.loads((sweep / "gather.json").read_text())
     assert [r["run"] for r in report["rows"]] == ["0", "1"]
     assert report["rows"][0]["overrides"][0] == "seed=0"
-    assert report["unfinished"] == ["2"]
+    (unfinished,) = report["unfinished"]
+    assert unfinished["run"] == "2" and unfinished["progress"].startswith("unreadable checkpoint")
     (summary,) = report["summary"]  # the two seeds are repeats of one setting
     assert summary["runs"] == 2
     mean = sum(r["test_accuracy"] for r in report["rows"]) / 2
     assert summary["test_accuracy"][0] == pytest.approx(mean)
     assert "2 finished, 1 unfinished" in (sweep / "gather.md").read_text()
+
+
+def test_unfinished_runs_are_named_and_nested_parts_belong_to_their_run(tmp_path: Path) -> None:
+    from nasframe.gather import find_runs
+
+    started = tmp_path / "sweep" / "3"
+    (started / ".hydra").mkdir(parents=True)
+    (started / ".hydra" / "overrides.yaml").write_text("- seed=3\n")  # killed before its first checkpoint
+    finished = tmp_path / "sweep" / "4"
+    (finished / "parts" / "0").mkdir(parents=True)
+    (finished / "outcome.json").write_text("{}")
+    (finished / "parts" / "0" / "checkpoint.pt").write_bytes(b"")  # a few-shot part of run 4, not a run
+    done, unfinished = find_runs(tmp_path / "sweep")
+    assert done == [finished] and unfinished == [started]
+    from nasframe.gather import describe_unfinished
+
+    described = describe_unfinished(started, tmp_path / "sweep")
+    assert described["overrides"] == ["seed=3"] and described["progress"].startswith("no checkpoint")
 
 
 def test_gather_errors_name_the_problem(tmp_path: Path) -> None:

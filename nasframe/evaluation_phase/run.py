@@ -130,8 +130,8 @@ def run_train(cfg: Any, run_dir: str | Path) -> TrainOutcome | None:
     when training stopped early (``trainer.stop_after_epoch``; resume with ``resume=<run_dir>``) and on the
     helper ranks of a ``torchrun`` job (rank 0 reports)."""
     started = time.perf_counter()
-    setup = setup_train(cfg)
     run_dir = Path(run_dir)
+    setup = setup_train(cfg, run_dir)
     ranks = setup.distributed
     if ranks.enabled:
         import torch.distributed as dist

@@ -25,7 +25,7 @@ from nasframe.data.base import DatasetSplits, build_dataset
 from nasframe.errors import CheckpointError, ConfigError, DataError
 from nasframe.evaluation_phase.settings import TrainSettings
 from nasframe.search import attach_data, build_space, check_data_fits_space, training_context
-from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint
+from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_resume
 from nasframe.training.distributed import DistributedContext
 from nasframe.training.trainer import TrainerConfig
 
@@ -83,7 +83,7 @@ def _merged(node: Any, extra: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {str(exc).splitlines()[0]}") from None
 
 
-def setup_train(cfg: Any) -> TrainSetup:
+def setup_train(cfg: Any, run_dir: Path | None = None) -> TrainSetup:
     """Build and check all components of a train config; raises a NasframeError on bad input, before training."""
     from nasframe.rank import load_run_config
 
@@ -140,7 +140,7 @@ def setup_train(cfg: Any) -> TrainSetup:
         arch = space.validate(record["arch"])
     else:
         arch = space.parse(cfg.arch)
-    resume_from = resolve_checkpoint(cfg.resume) if cfg.resume else None
+    resume_from = resolve_resume(cfg.resume, run_dir)
     torch.manual_seed(cfg.seed)
     network = build_network(space, arch, settings)
     if cfg.init == "inherited":

@@ -6,7 +6,7 @@ to do its own work (DARTS's architecture step, the sandwich rule's several paths
 strictly fair paths) through the trainer's :class:`~nasframe.training.step.StepContext`. Every other capability
 the trainer or a selector uses is declared here, with its default: ``needs_arch_batches``, ``to``,
 ``before_update`` (gradient statistics, PA&DA), ``observe``, ``end_epoch``, ``data_order``, ``restructure`` /
-``rebuild`` (few-shot splits), ``trains_one_part``. All sampler state, random stream included, is in
+``rebuild`` (few-shot splits), ``trains_one_part``, ``trains_parts_as_jobs``. All sampler state, random stream included, is in
 ``state_dict`` so that a resumed run continues the same sequence of paths.
 """
 
@@ -74,6 +74,12 @@ class PathSampler(Configurable, ABC):
     def trains_one_part(self) -> bool:
         """True for a job that trains one part of a split supernet (few-shot ``train_only``): its run ends with
         training, and selection waits until the parts are merged."""
+        return False
+
+    @property
+    def trains_parts_as_jobs(self) -> bool:
+        """True when the run trains a one-shot phase, then each part of the split supernet as its own job through
+        the Hydra launcher (few-shot ``budget=per_part``, see :mod:`nasframe.fewshot_parts`)."""
         return False
 
     def end_epoch(self, epoch: int, epochs: int) -> None:

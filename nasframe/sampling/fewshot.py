@@ -211,6 +211,8 @@ class FewShotConfig:
     grad_batches: int = 4  # gradient: training batches whose option gradients are compared
     grad_choices: Optional[List[str]] = None  # gradient: choices that may be split (default: all)
     train_only: Optional[int] = None  # after the split, train only this sub-supernet (one job per sub-supernet)
+    budget: str = "shared"  # shared: the sub-supernets share the post-split epochs in this run | per_part: each one
+    # gets all of them, as its own job through the Hydra launcher (Zhao et al.; nasframe.fewshot_parts)
 
 
 @SAMPLERS.register("fewshot")
@@ -220,6 +222,12 @@ class FewShotSampler(PathSampler):
     After ``round(warmup_fraction * epochs)`` epochs the supernet is split (exhaustively or by gradient
     matching), each sub-supernet warm-started from the one-shot weights, and training goes on with a fresh
     optimiser and cosine schedule; each step trains the sub-supernet that holds the uniformly sampled arch.
+
+    ``budget=shared`` trains every sub-supernet in this run, so each gets about ``1/K`` of the post-split steps.
+    ``budget=per_part`` is the paper's budget: the run trains the one-shot phase, splits, then trains each of the
+    K sub-supernets from the inherited weights for all the post-split epochs, as K jobs of the configured Hydra
+    launcher (joblib locally, Slurm on a cluster), merges them and selects over the union of the sub-spaces
+    (:mod:`nasframe.fewshot_parts`).
 
     With ``train_only=k`` the steps after the split sample archs of sub-space ``k`` only, so one job trains one
     sub-supernet (for its full post-split budget, as few-shot NAS trains each sub-supernet); jobs resumed from
@@ -239,6 +247,9 @@ class FewShotSampler(PathSampler):
             raise ConfigError("sampler.warmup_fraction must be in [0, 1)")
         if cfg.max_subnets < 2 or cfg.grad_batches < 1:
             raise ConfigError("sampler.max_subnets must be >= 2 and sampler.grad_batches >= 1")
+        if cfg.budget not in ("shared", "per_part"):
+            raise ConfigError(f"sampler.budget: unknown budget {cfg.budget!r}; use shared (the sub-supernets share the "
+                              "post-split epochs) or per_part (each trains for all of them, as its own job)")
         if cfg.train_only is not None and cfg.train_only < 0:
             raise ConfigError("sampler.train_only must be a sub-supernet index >= 0 (or null: train all)")
         names = [c.name for c in space.choices]
@@ -261,6 +272,10 @@ class FewShotSampler(PathSampler):
     def trains_one_part(self) -> bool:
         """True for a job that trains one sub-supernet: its run ends with training (merge, then select)."""
         return self.config.train_only is not None
+
+    @property
+    def trains_parts_as_jobs(self) -> bool:
+        return self.config.budget == "per_part" and self.config.train_only is None
 
     def _check_train_only(self) -> None:
         index = self.config.train_only

@@ -68,6 +68,28 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+#: ``resume=auto``: continue the run directory's own checkpoint when it has one, start fresh otherwise
+AUTO_RESUME = "auto"
+
+
+def resolve_resume(resume: str | None, run_dir: str | Path | None) -> Path | None:
+    """The checkpoint a run continues from: ``resume`` (a checkpoint file or run directory), or with
+    ``resume=auto`` the checkpoint in ``run_dir`` itself when there is one (so that rerunning the same command, a
+    sweep whose jobs were killed or a requeued Slurm job, continues each job where its last checkpoint left it)."""
+    if not resume:
+        return None
+    if resume != AUTO_RESUME:
+        return resolve_checkpoint(resume)
+    if run_dir is None:
+        raise CheckpointError("resume=auto continues the run directory's own checkpoint, but this run has no directory")
+    own = Path(run_dir) / CHECKPOINT_NAME
+    if not own.is_file():
+        return None
+    for stale in own.parent.glob(f"{CHECKPOINT_NAME}.*.tmp"):  # a half-written successor of a killed job
+        stale.unlink(missing_ok=True)
+    return own
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``), with a clear error for corrupt or foreign files."""
     path = resolve_checkpoint(path)

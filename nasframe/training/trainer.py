@@ -108,7 +108,7 @@ class SupernetTrainer:
         """A fresh optimiser over the supernet's parameters with the configured settings at learning rate ``lr``."""
         return build_optimizer(self.config, list(self.supernet.parameters()), lr)
 
-    def _restructure(self) -> None:
+    def restructure(self) -> None:
         """Let the sampler change the supernet's structure at an epoch boundary (few-shot splits)."""
         probe = lambda count: self.loader.probe_batches(count, seed=self.global_step, device=self.device)  # noqa: E731
         new = self.sampler.restructure(self.supernet, self.epoch, self.config.epochs, probe)
@@ -171,7 +171,7 @@ class SupernetTrainer:
             with logging_through(progress):
                 while self.epoch < stop:
                     if self.step_in_epoch == 0:
-                        self._restructure()
+                        self.restructure()
                     self._train_epoch(progress)
                     self._end_epoch(save=stop == self.epoch + 1)
         finally:
