@@ -11,6 +11,12 @@ with a training checkpoint continues from it.
     python scripts/compare_samplers.py --experiment nb201_cifar10_cpu --num-archs 200   # the ranking budget
     python scripts/compare_samplers.py --experiment nb201_cifar10_gpu --num-archs 0 --seeds 0 1 2
     python scripts/compare_samplers.py --experiment nb201_cifar10_cpu --num-archs 200 --report-only  # no training
+    # one-shot vs few-shot with the shared and with the per-part budget (parts as 2 parallel joblib jobs):
+    python scripts/compare_samplers.py --methods uniform fewshot-exhaustive fewshot-exhaustive-per-part \
+        --report fewshot_per_part --reuse results/sampler_comparison_nb201_cifar10_compare_cpu.json
+
+Methods whose search launches jobs (few-shot ``sampler.budget=per_part``) run through the ``nasframe search``
+command line, in a process of their own; the others run in this process.
 """
 
 from __future__ import annotations
@@ -39,7 +45,13 @@ METHODS = {
     "fairnas": ["sampler=fairnas"],  # same epochs: m = 5 paths per step, 5x uniform's forward/backward passes
     "fewshot-exhaustive": ["sampler=fewshot", "sampler.split=exhaustive", "sampler.choice=edge_1_0"],
     "fewshot-gradient": ["sampler=fewshot", "sampler.split=gradient", "sampler.max_subnets=4", "sampler.grad_batches=2"],
+    # the paper's budget: after the one-shot half, each of the 5 sub-supernets trains all the remaining epochs, as
+    # its own job (2 joblib processes of 1 thread at a time on 2 cores)
+    "fewshot-exhaustive-per-part": ["sampler=fewshot", "sampler.split=exhaustive", "sampler.choice=edge_1_0",
+                                    "sampler.budget=per_part", "threads=1"],
 }
+#: what the methods that launch jobs add to their command line: the launcher of their jobs
+LAUNCHERS = {"fewshot-exhaustive-per-part": ["hydra/launcher=local", "hydra.launcher.n_jobs=2"]}
 METRICS = ("kendall_tau", "spearman", "precision_at_top_5pct", "precision_at_top_10pct", "true_accuracy_of_best_scored")
 
 
@@ -53,14 +65,21 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--report-only", action="store_true", help="write the report of the finished rows; run nothing")
+    parser.add_argument("--report", default="sampler_comparison",
+                        help="the report's name: results/<report>_<experiment>.{md,json,png}")
+    parser.add_argument("--reuse", type=Path, nargs="*", default=[],
+                        help="earlier reports whose rows (same budget, same archs) this comparison takes as they are")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (after --)")
     args = parser.parse_args()
     benchmark = NB201Benchmark()
-    stem = args.out / f"sampler_comparison_{args.experiment}"
+    stem = args.out / f"{args.report}_{args.experiment}"
     budget = [f"+experiment={args.experiment}", *args.overrides]
     defaults = shared_config(compose_config("search", budget[:1]))  # the preset without this invocation's overrides
-    rows = finished_rows(Path(f"{stem}.json"), args, shared_config(compose_config("search", budget)), defaults)
+    shared = shared_config(compose_config("search", budget))
     wanted = [(method, seed) for method in args.methods for seed in args.seeds]
+    rows = {key: row for path in args.reuse for key, row in finished_rows(path, args, shared, defaults).items()
+            if key in wanted}
+    rows.update(finished_rows(Path(f"{stem}.json"), args, shared, defaults))
     cfg = None
     for method, seed in wanted:
         run_dir = args.runs / args.experiment / f"{method}-seed{seed}"
@@ -74,14 +93,19 @@ def main() -> None:
             continue
         if args.report_only:
             continue
-        outcome, search_seconds = search_to_the_end(cfg, run_dir, resume_flag="")  # resumes by itself
+        if method in LAUNCHERS:
+            native, search_seconds, extra = search_through_cli([*budget, *METHODS[method], f"seed={seed}",
+                                                                *LAUNCHERS[method]], run_dir)
+        else:
+            outcome, search_seconds = search_to_the_end(cfg, run_dir, resume_flag="")  # resumes by itself
+            native, extra = outcome.native, {}
         rank_cfg = OmegaConf.structured(RankConfig)
         rank_cfg.run, rank_cfg.benchmark = str(run_dir), {"name": "nb201"}
         rank_cfg.ranking.num_archs, rank_cfg.ranking.sample_seed = args.num_archs, args.sample_seed
         rank_cfg.evaluator, rank_cfg.device, rank_cfg.threads = cfg.evaluator, cfg.device, cfg.threads
         report, _ = run_rank(rank_cfg)
         row = {"method": method, "seed": seed, **{m: report.metrics[m] for m in METRICS},
-               "found_arch": outcome.native, "found_true": benchmark.metric(outcome.native, "cifar10_test"),
+               "found_arch": native, "found_true": benchmark.metric(native, "cifar10_test"), **extra,
                "search_seconds": search_seconds, "scoring_seconds": report.seconds,
                "num_archs": args.num_archs, "sample_seed": args.sample_seed,
                "baselines": trivial_baselines(report.extra.get("baselines", {}))}
@@ -91,6 +115,25 @@ def main() -> None:
         write(args, stem, rows, wanted, cfg)
     if cfg is not None:
         write(args, stem, rows, wanted, cfg)
+
+
+def search_through_cli(overrides: list[str], run_dir: Path) -> tuple[str, float, dict]:
+    """``nasframe search <overrides>`` into ``run_dir`` in its own process (a rerun continues it: resume=auto);
+    returns the found arch, the wall-clock seconds and, for a run that launched part jobs, their wall time."""
+    import subprocess
+    import time
+
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "nasframe.cli", "search", *overrides, "resume=auto", f"hydra.run.dir={run_dir}"]
+    subprocess.run(command, check=True)
+    seconds = time.perf_counter() - started
+    native = json.loads((run_dir / "outcome.json").read_text())["arch"]  # the native string
+    parts = run_dir / "parts" / "parts.json"
+    extra = {}
+    if parts.is_file():
+        launches = json.loads(parts.read_text())["launches"]
+        extra = {"parts": launches[-1]["parts"], "parts_wall_seconds": sum(launch["wall_seconds"] for launch in launches)}
+    return native, seconds, extra
 
 
 def trivial_baselines(found: dict) -> dict:
@@ -201,6 +244,11 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
         ["method", "seeds", "Kendall tau", "Spearman", "P@top-5%", "P@top-10%", "true acc. of best-scored",
          "found arch (evolution)", "time per run"], table, "llrrrrrrr"))
     lines += ["", "Mean ± standard deviation over seeds (a single value where one seed has run)."]
+    for r in rows:
+        if "parts_wall_seconds" in r:
+            lines.append(f"- {r['method']} seed {r['seed']}: its {r['parts']} part jobs took "
+                         f"{r['parts_wall_seconds'] / 60:.1f} min of wall time (2 at a time, 1 thread each), "
+                         f"of {r['search_seconds'] / 60:.1f} min for the whole search")
     if missing:
         lines += ["", f"Still to run (the comparison resumes with the same command): {', '.join(missing)}."]
     lines += ["", f"![Kendall tau per method and seed]({stem.name}.png)", ""]

@@ -120,6 +120,11 @@ start() {
   for name in "${DAEMONS[@]}"; do
     if started "$name"; then die "$name of an earlier start still runs (PID $(cat "$DIR/pids/$name")): run stop first"; fi
   done
+  for port in "$CTLD_PORT" "$SLURMD_PORT" "$DBD_PORT" "$DB_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "127.0.0.1:$port is in use (another cluster?): stop it, or choose other ports with NASFRAME_SLURM_PORT"
+    fi
+  done
   install_if_missing
   write_configs
   export SLURM_CONF=$DIR/slurm.conf
