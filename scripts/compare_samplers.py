@@ -75,7 +75,8 @@ def main() -> None:
     stem = args.out / f"{args.report}_{args.experiment}"
     budget = [f"+experiment={args.experiment}", *args.overrides]
     defaults = shared_config(compose_config("search", budget[:1]))  # the preset without this invocation's overrides
-    shared = shared_config(compose_config("search", budget))
+    budget_cfg = compose_config("search", budget)  # what the rows share; the report's settings
+    shared = shared_config(budget_cfg)
     wanted = [(method, seed) for method in args.methods for seed in args.seeds]
     rows = {key: row for path in args.reuse for key, row in finished_rows(path, args, shared, defaults).items()
             if key in wanted}
@@ -89,7 +90,7 @@ def main() -> None:
             continue
         if done.is_file():  # finished by an earlier invocation whose report was not written
             rows[method, seed] = json.loads(done.read_text())
-            write(args, stem, rows, wanted, cfg)
+            write(args, stem, rows, wanted, budget_cfg)
             continue
         if args.report_only:
             continue
@@ -112,9 +113,9 @@ def main() -> None:
         rows[method, seed] = row
         done.write_text(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
-        write(args, stem, rows, wanted, cfg)
+        write(args, stem, rows, wanted, budget_cfg)
     if cfg is not None:
-        write(args, stem, rows, wanted, cfg)
+        write(args, stem, rows, wanted, budget_cfg)
 
 
 def search_through_cli(overrides: list[str], run_dir: Path) -> tuple[str, float, dict]:
@@ -202,7 +203,7 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
     missing = [f"{method} seed {seed}" for method, seed in wanted if (method, seed) not in found]
     command = "python " + " ".join(a for a in sys.argv if a != "--report-only")  # the command that runs the rows
     meta = {"command": command, "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "config": shared_config(cfg), "still_to_run": missing}
+            "threads": cfg.threads, "config": shared_config(cfg), "still_to_run": missing}
     Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     t, s = cfg.trainer, cfg.space
     lines = [
@@ -215,6 +216,7 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
         "passes on its split decisions (not counted in the epochs)",
         f"- ranking: the same {args.num_archs} archs (sample_seed {args.sample_seed}) for every run, scored on "
         f"{_images(cfg.dataset, 'valid_limit')} valid images, BN recalibrated; truth NAS-Bench-201 cifar10_test",
+        *per_part_budget(rows, t.epochs),
         "",
     ]
     table = []
@@ -255,6 +257,18 @@ def write(args, stem: Path, found: dict[tuple[str, int], dict], wanted: list[tup
     Path(f"{stem}.md").write_text("\n".join(lines))
     plot(rows, f"{stem}.png")
     print("\n".join(lines))
+
+
+def per_part_budget(rows: list[dict], epochs: int) -> list[str]:
+    """The report line that says what the per-part few-shot rows trained beyond the shared budget."""
+    parts = next((r["parts"] for r in rows if "parts" in r), None)
+    if parts is None:
+        return []
+    split = round(0.5 * epochs)
+    return [f"- except the `-per-part` rows: the paper's budget (Zhao et al.), {split} one-shot epochs, then each of the "
+            f"{parts} sub-supernets trains the other {epochs - split} epochs from the one-shot weights as its own job: "
+            f"{split + parts * (epochs - split)} epochs of training steps in all against {epochs}; these rows run at "
+            "1 thread per process (the parts 2 at a time), the others at the preset's threads"]
 
 
 #: NB201's largest cell: every edge the 3x3 convolution, the most parameters and FLOPs
