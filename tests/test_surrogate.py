@@ -28,7 +28,7 @@ def test_features_are_ranks_among_the_reference_and_the_encoding():
     assert features.shape == (2, 1 + 30) and features[0, 1:].sum() == 6
 
 
-@pytest.mark.parametrize("model", ["gbt", "ridge"])
+@pytest.mark.parametrize("model", ["gbt", "ridge", "pairwise", "gbt+pairwise"])
 def test_a_surrogate_learns_a_label_that_one_proxy_carries_and_ignores_noise(model):
     space, rng = NB201Space(), np.random.default_rng(0)
     archs = list(dict.fromkeys(space.sample(rng) for _ in range(300)))
@@ -56,3 +56,83 @@ def test_the_learned_evaluator_draws_distinct_models_and_learns_their_labels():
     others = [a for a in (space.sample(rng) for _ in range(60)) if space.canonical(a) not in set(learned.labelled)]
     predicted = [learned(a) for a in others]
     assert stats.kendalltau(predicted, [label(a) for a in others]).statistic > 0.7
+
+
+def _cell(native: str):
+    return NB201Space().parse(native)
+
+
+def test_cell_features_of_hand_checked_cells():
+    from nasframe.evaluation.surrogate import CELL_FEATURES, cell_features
+
+    empty = cell_features(_cell("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert list(empty) == list(CELL_FEATURES) and all(v == 0 for v in empty.values())  # no path to the output
+    largest = cell_features(_cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                                  "+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"))
+    assert largest == {"skip_connect": 0, "nor_conv_1x1": 0, "nor_conv_3x3": 6, "avg_pool_3x3": 0, "connected": 1,
+                       "parametric_path": 1, "max_convs": 3, "min_convs": 1, "paths": 4, "conv_free_paths": 0,
+                       "depth": 3, "width": 3}
+    # node 1 has no input: its convs are dead; the one path is the skip 0 -> 3 (a shortcut, no parametric path)
+    dead = cell_features(_cell("|none~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"))
+    assert dead == {"skip_connect": 1, "nor_conv_1x1": 0, "nor_conv_3x3": 0, "avg_pool_3x3": 0, "connected": 1,
+                    "parametric_path": 0, "max_convs": 0, "min_convs": 0, "paths": 1, "conv_free_paths": 1,
+                    "depth": 1, "width": 1}
+    # a conv chain 0 -> 1 -> 2 -> 3 beside a pooling shortcut 0 -> 3
+    chain = cell_features(_cell("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"))
+    assert (chain["max_convs"], chain["min_convs"], chain["paths"], chain["conv_free_paths"], chain["depth"],
+            chain["width"], chain["avg_pool_3x3"]) == (3, 0, 2, 1, 3, 2, 1)
+
+
+def test_cell_features_ignore_edges_off_every_path_and_stay_within_their_scale():
+    from nasframe.evaluation.surrogate import CELL_FEATURES, cell_features, cell_paths
+
+    space, rng, checked = NB201Space(), np.random.default_rng(0), 0
+    for arch in (space.sample(rng) for _ in range(300)):
+        features = cell_features(arch)
+        assert all(0 <= features[name] <= top for name, top in CELL_FEATURES.items())
+        on_path = {name for path in cell_paths(arch) for name in path}
+        for name in (n for n in arch if n not in on_path and arch[n] != "none"):  # another op on a dead edge
+            other = "avg_pool_3x3" if arch[name] != "avg_pool_3x3" else "nor_conv_3x3"
+            assert cell_features(space.validate({**arch, name: other})) == features
+            checked += 1
+    assert checked > 50
+
+
+def test_cell_features_need_an_edge_cell():
+    from nasframe.evaluation.surrogate import cell_features
+
+    with pytest.raises(ValueError):
+        cell_features({"depth": "3"})
+
+
+def test_features_with_cell_features_are_ranks_then_scaled_cell_features_then_the_encoding():
+    from nasframe.evaluation.surrogate import CELL_FEATURES
+
+    space = NB201Space()
+    surrogate = ProxySurrogate(space, ["a"], [{"a": 1.0}, {"a": 2.0}], encode_arch=True, cell_features=True)
+    largest = _cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    features = surrogate.features([largest], [{"a": 2.0}])[0]
+    assert features.shape == (1 + len(CELL_FEATURES) + 30,)
+    cell = dict(zip(CELL_FEATURES, features[1:1 + len(CELL_FEATURES)]))
+    assert cell["nor_conv_3x3"] == 1 and cell["max_convs"] == 1 and cell["min_convs"] == pytest.approx(1 / 3)
+    assert features[1 + len(CELL_FEATURES):].sum() == 6
+
+
+@pytest.mark.parametrize("model", ["pairwise", "gbt+pairwise"])
+def test_pairwise_models_learn_a_label_that_one_proxy_carries(model):
+    space, rng = NB201Space(), np.random.default_rng(0)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(300)))
+    signal = rng.normal(size=len(archs))
+    values = [{"signal": s ** 3, "noise": rng.normal()} for s in signal]
+    labels = 90 + signal
+    surrogate = ProxySurrogate(space, ["signal", "noise"], values, model=model, encode_arch=True, seed=0,
+                               cell_features=True)
+    surrogate.fit(archs[:100], values[:100], labels[:100])
+    predicted = surrogate.predict(archs[100:], values[100:])
+    assert predicted.shape == (len(archs) - 100,)
+    assert stats.kendalltau(predicted, labels[100:]).statistic > 0.8
+    if model == "gbt+pairwise":  # the pairwise member sees the ranks and the cell features, not the encoding
+        assert [member[1] for member in surrogate.models] == [slice(0, 2 + 12 + 30), slice(0, 2 + 12)]
+    # an arch's score does not depend on the archs scored with it (the learned evaluator scores one at a time)
+    alone = [surrogate.predict([a], [v])[0] for a, v in zip(archs[100:110], values[100:110])]
+    assert np.allclose(alone, predicted[:10])

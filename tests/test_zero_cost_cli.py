@@ -77,3 +77,19 @@ def test_the_learned_evaluator_ranks_without_its_labelled_archs_and_searches(tmp
     assert json.loads((run_dir / "outcome.json").read_text())["evaluator"] == "learned"
     without = nasframe("search", "evaluator=learned", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
     assert without.returncode != 0 and "benchmark=nb201" in without.stderr and "Traceback" not in without.stderr
+
+
+def test_the_best_learned_model_ranks_from_the_cli_and_needs_a_cell_for_its_features(tmp_path):
+    """model=gbt+pairwise with cell features (the best measured in results/zero_cost_nb201/zero_cost_learned.md)."""
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    out = tmp_path / "ranked"
+    learned = ["evaluator=learned", "evaluator.proxy=[params,synflow]", "evaluator.num_labelled=8",
+               "evaluator.reference_archs=4", "evaluator.model=gbt+pairwise", "evaluator.cell_features=true",
+               *TINY_SPACE, f"benchmark.path={table}"]
+    ranked = nasframe("rank", *learned, "space=nb201", "dataset=digits", "ranking.num_archs=20", f"out={out}",
+                      f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+    report = json.loads((out / "ranking.json").read_text())
+    assert report["protocol"]["evaluator"]["model"] == "gbt+pairwise"
+    assert report["protocol"]["evaluator"]["cell_features"] is True
+    assert len({a["score"] for a in report["archs"]}) > 1  # scored one by one, the scores still differ

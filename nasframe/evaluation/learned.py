@@ -33,8 +33,9 @@ class LearnedConfig:
     proxy: Any = field(default_factory=_default_proxies)  # the features: proxies (components), paper settings each
     num_labelled: int = 100  # archs drawn (distinct models, seeded) and labelled by the label source
     label_metric: Optional[str] = None  # the benchmark metric used as label (default: its first *_valid, else *_test)
-    model: str = "gbt"  # gbt | ridge
+    model: str = "gbt"  # gbt | ridge | pairwise | gbt+pairwise (mean rank of both; best measured with cell_features)
     encode_arch: bool = True  # add a one-hot encoding of the arch to the features
+    cell_features: bool = False  # add cell-structure features (NAS-Bench-201-style cells: ops on input-output paths)
     reference_archs: int = 256  # further archs (seeded) whose proxy values define the features' ranks
     seed: int = 0  # the draw, the proxies' weights and batches, the model
     cache_file: Optional[str] = None  # JSON lines of computed proxy values, reused when the settings match
@@ -54,6 +55,9 @@ class LearnedEvaluator:
         """``label(arch)`` gives a labelled arch's accuracy; ``population`` (e.g. the archs a ranking scores) joins
         the reference sample that defines the features' ranks."""
         config.check()
+        if config.cell_features and not any(c.name.startswith("edge_") for c in space.choices):
+            raise ConfigError(f"evaluator.cell_features: space {space.name} has no NAS-Bench-201-style cell "
+                              "(choices edge_<to>_<from>) to describe")
         self.space, self.proxies, self.config = space, proxies, config
         rng = np.random.default_rng(config.seed)
         count = min(config.num_labelled, space.size)
@@ -69,7 +73,7 @@ class LearnedEvaluator:
         values = {arch: proxies.component_values(arch) for arch in reference}
         self.labels = [float(label(arch)) for arch in self.labelled]
         self.surrogate = ProxySurrogate(space, proxies.components, list(values.values()), config.model,
-                                        config.encode_arch, config.seed)
+                                        config.encode_arch, config.seed, cell_features=config.cell_features)
         self.surrogate.fit(self.labelled, [values[a] for a in self.labelled], self.labels)
         self.cache: dict[Arch, float] = {}
 
@@ -95,5 +99,6 @@ class LearnedEvaluator:
 
     def describe(self) -> dict[str, Any]:
         return {"evaluator": "learned", "model": self.config.model, "encode_arch": self.config.encode_arch,
+                "cell_features": self.config.cell_features,
                 "labelled": [self.space.format(a) for a in self.labelled], "labels": self.labels,
                 "proxies": self.proxies.describe()}

@@ -7,12 +7,25 @@ encoding of the arch, and ranks the rest of the space by the prediction. Here th
 - each proxy component's value as its rank among a reference population's values, over the population's size
   (:class:`~nasframe.evaluation.zero_cost.combine.RankCombination`'s rank: ranks make the heavy-tailed proxies --
   synflow spans tens of orders of magnitude -- comparable, and fix what a value means for fitting and predicting),
-- a one-hot encoding of the arch (one indicator per option of each choice of the space),
+- a one-hot encoding of the arch (one indicator per option of each choice of the space), optional,
+- for a NAS-Bench-201-style cell (choices ``edge_<to>_<from>``), optionally, the cell-structure features of
+  :func:`cell_features`, which need no training (as "GRAF: Graph features for NAS", Kadlecová et al., count
+  ops and paths of the cell graph),
 
-and the model is scikit-learn's gradient boosting with squared loss (:class:`GradientBoostingRegressor`), or
-ridge regression on the same features (``model="ridge"``), seeded. The labels are whatever accuracy the user has
-for the N archs: a benchmark table's entry in evaluation, trained archs' validation accuracy otherwise. A model
-never sees the archs it is scored on.
+and the model (``model=``, seeded) is one of
+
+- ``"gbt"``: scikit-learn's gradient boosting with squared loss (:class:`GradientBoostingRegressor`),
+- ``"ridge"``: ridge regression, the penalty chosen by leave-one-out,
+- ``"pairwise"``: a linear score fitted on pairs -- logistic regression of "arch i is more accurate than arch j"
+  on the difference of their features, over every pair of labelled archs with distinct labels (RankSVM-like: it
+  fits the order the metrics score, and the accuracy's tail of bad archs weighs no more than any other pair),
+- ``"gbt+pairwise"``: the mean of the two models' scores, each standardised by its mean and standard deviation
+  over the labelled archs (so that an arch's score does not depend on which other archs are scored with it); the
+  trees see every feature, the pairwise model the proxy ranks and the cell features only (a linear model over the
+  one-hot encoding over-fits a hundred labels).
+
+The labels are whatever accuracy the user has for the N archs: a benchmark table's entry in evaluation, trained
+archs' validation accuracy otherwise. A model never sees the archs it is scored on.
 """
 
 from __future__ import annotations
@@ -25,7 +38,27 @@ from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
 from nasframe.evaluation.zero_cost.combine import RankCombination
 
-MODELS = ("gbt", "ridge")
+MODELS = ("gbt", "ridge", "pairwise", "gbt+pairwise")
+
+#: The cell-structure features, in order, and the largest value each takes in a 4-node cell (a feature is given
+#: over it, in [0, 1] as the ranks). A *path* goes from the input node to the output node along edges whose op is
+#: not ``none``; an edge *on a path* is one such a path uses (the others compute nothing that reaches the output).
+#: They describe the cell as given: isomorphic twins that differ by where a skip_connect sits can differ in skip
+#: count and depth (measured: features of the class's canonical cell instead rank no better).
+CELL_FEATURES: dict[str, float] = {
+    "skip_connect": 6,  # number of skip_connect edges on a path
+    "nor_conv_1x1": 6,  # number of nor_conv_1x1 edges on a path
+    "nor_conv_3x3": 6,  # number of nor_conv_3x3 edges on a path
+    "avg_pool_3x3": 6,  # number of avg_pool_3x3 edges on a path
+    "connected": 1,  # 1 if there is a path at all
+    "parametric_path": 1,  # 1 if some path has a convolution (the output can be reached through a parametric op)
+    "max_convs": 3,  # the most convolutions on one path (the longest parametric path)
+    "min_convs": 3,  # the fewest convolutions on one path (0: a shortcut without parameters)
+    "paths": 4,  # the number of paths
+    "conv_free_paths": 4,  # the number of paths with no convolution
+    "depth": 3,  # the most edges on one path (the effective depth of the cell)
+    "width": 3,  # the number of edges into the output node that lie on a path (its effective width)
+}
 
 
 def one_hot(space: SearchSpace, arch: Mapping[str, str]) -> np.ndarray:
@@ -33,37 +66,95 @@ def one_hot(space: SearchSpace, arch: Mapping[str, str]) -> np.ndarray:
     return np.concatenate([[1.0 if arch[c.name] == option else 0.0 for option in c.options] for c in space.choices])
 
 
+def cell_paths(arch: Mapping[str, str]) -> list[list[str]]:
+    """Each path of a cell whose choices are ``edge_<to>_<from>`` (node 0 the input, the highest node the output),
+    as the names of its edges, skipping ``none`` edges."""
+    edges = sorted((int(name.split("_")[1]), int(name.split("_")[2]), name)
+                   for name in arch if name.startswith("edge_"))
+    if not edges:
+        raise ValueError("cell features need choices named edge_<to>_<from>")
+    output, found = max(to for to, _, _ in edges), []
+
+    def walk(node: int, path: list[str]) -> None:
+        if node == output:
+            found.append(path)
+        for to, source, name in edges:
+            if source == node and arch[name] != "none":
+                walk(to, [*path, name])
+
+    walk(0, [])
+    return found
+
+
+def cell_features(arch: Mapping[str, str]) -> dict[str, float]:
+    """The features of :data:`CELL_FEATURES` of a cell, unscaled (a convolution: an op whose name has ``conv``)."""
+    paths = cell_paths(arch)
+    on_path = {name for path in paths for name in path}
+    convs = [sum("conv" in arch[name] for name in path) for path in paths]
+    output = max(int(name.split("_")[1]) for name in arch if name.startswith("edge_"))
+    counts = {op: float(sum(arch[name] == op for name in on_path)) for op in list(CELL_FEATURES)[:4]}
+    return {**counts, "connected": float(bool(paths)), "parametric_path": float(any(convs)),
+            "max_convs": float(max(convs, default=0)), "min_convs": float(min(convs, default=0)),
+            "paths": float(len(paths)), "conv_free_paths": float(sum(c == 0 for c in convs)),
+            "depth": float(max((len(path) for path in paths), default=0)),
+            "width": float(sum(name.startswith(f"edge_{output}_") for name in on_path))}
+
+
 class ProxySurrogate:
-    """Fits on labelled archs' proxy values (+ one-hot encoding) and predicts accuracy for others."""
+    """Fits on labelled archs' proxy values (+ one-hot encoding, + cell features) and predicts accuracy for others."""
 
     def __init__(self, space: SearchSpace, components: Sequence[str], reference: Sequence[Mapping[str, float]],
-                 model: str = "gbt", encode_arch: bool = True, seed: int = 0) -> None:
+                 model: str = "gbt", encode_arch: bool = True, seed: int = 0, cell_features: bool = False) -> None:
         """``reference``: the proxy values of the population whose ranks are the features (the archs a user
         ranks, or a sample of the space together with the labelled archs)."""
         if model not in MODELS:
             raise ValueError(f"surrogate model {model!r} is not one of {', '.join(MODELS)}")
         self.space, self.components, self.model_name = space, list(components), model
-        self.encode_arch, self.seed = encode_arch, seed
+        self.encode_arch, self.with_cell_features, self.seed = encode_arch, cell_features, seed
         self.ranks = RankCombination(reference, self.components)
-        self.model = None
+        self.models: list = []
 
     def features(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]]) -> np.ndarray:
-        ranks = np.array([[self.ranks.rank(c, v[c]) for c in self.components] for v in values], dtype=float)
-        if not self.encode_arch:
-            return ranks
-        return np.concatenate([ranks, np.stack([one_hot(self.space, a) for a in archs])], axis=1)
+        """Columns: proxy ranks, then the cell features over their largest values (if asked), then the one-hot
+        encoding (if asked)."""
+        blocks = [np.array([[self.ranks.rank(c, v[c]) for c in self.components] for v in values], dtype=float)]
+        if self.with_cell_features:
+            cells = np.array([list(cell_features(a).values()) for a in archs], dtype=float)
+            blocks.append(cells.reshape(-1, len(CELL_FEATURES)) / np.array(list(CELL_FEATURES.values())))
+        if self.encode_arch:
+            blocks.append(np.stack([one_hot(self.space, a) for a in archs]))
+        return np.concatenate(blocks, axis=1)
 
     def fit(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]], labels: Sequence[float]) -> None:
-        self.model = self._make_model()
-        self.model.fit(self.features(archs, values), np.asarray(labels, dtype=float))
+        features, labels = self.features(archs, values), np.asarray(labels, dtype=float)
+        self.models = []
+        for name, columns in self._members(features.shape[1]):
+            model = _PairwiseLinear() if name == "pairwise" else self._make_model(name)
+            model.fit(features[:, columns], labels)
+            fitted = model.predict(features[:, columns])
+            self.models.append((model, columns, float(fitted.mean()), float(fitted.std()) or 1.0))
 
     def predict(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]]) -> np.ndarray:
-        if self.model is None:
+        """The predicted accuracy (``gbt``, ``ridge``), a score in the accuracy's order (``pairwise``), or the mean
+        of the members' standardised scores (``gbt+pairwise``): higher is better in every case, and an arch's score
+        does not depend on the other archs predicted with it."""
+        if not self.models:
             raise RuntimeError("fit the surrogate before predicting")
-        return self.model.predict(self.features(archs, values))
+        features = self.features(archs, values)
+        if len(self.models) == 1:
+            model, columns, _, _ = self.models[0]
+            return model.predict(features[:, columns])
+        return np.mean([(model.predict(features[:, columns]) - mean) / std
+                        for model, columns, mean, std in self.models], axis=0)
 
-    def _make_model(self):
-        if self.model_name == "ridge":
+    def _members(self, width: int) -> list[tuple[str, slice]]:
+        if self.model_name != "gbt+pairwise":
+            return [(self.model_name, slice(0, width))]
+        no_encoding = len(self.components) + (len(CELL_FEATURES) if self.with_cell_features else 0)
+        return [("gbt", slice(0, width)), ("pairwise", slice(0, no_encoding))]
+
+    def _make_model(self, name: str):
+        if name == "ridge":
             from sklearn.linear_model import RidgeCV
 
             return RidgeCV(alphas=np.logspace(-3, 3, 13))
@@ -71,3 +162,24 @@ class ProxySurrogate:
 
         return GradientBoostingRegressor(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8,
                                          random_state=self.seed)
+
+
+class _PairwiseLinear:
+    """A linear score ``w . x`` whose ``w`` is L2-penalised (C=1) logistic regression, without intercept, of
+    ``[y_i > y_j]`` on ``x_i - x_j`` over both orders of every pair with ``y_i != y_j``."""
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        i, j = np.triu_indices(len(labels), 1)
+        distinct = labels[i] != labels[j]
+        i, j = i[distinct], j[distinct]
+        if len(i) == 0:
+            raise ValueError("a pairwise model needs two labelled archs with different labels")
+        differences = np.concatenate([features[i] - features[j], features[j] - features[i]])
+        better = np.concatenate([labels[i] > labels[j], labels[j] > labels[i]]).astype(int)
+        model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000).fit(differences, better)
+        self.weights = model.coef_[0]
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return features @ self.weights
