@@ -210,6 +210,14 @@ class MobileNetSupernet(MobileNetV3Network, Supernet):
         super().__init__(layout, stages, make_bn, dropout)
         self.elastic_choices = nn.ModuleDict({b.choice_name: b for b in bindings})
 
+    supports_channel_sorting = True
+
+    def sort_channels(self) -> None:
+        """Once-for-All's channel sorting (:func:`search_spaces.mobilenet_sorting.sort_channels`)."""
+        from search_spaces.mobilenet_sorting import sort_channels
+
+        sort_channels(self)
+
 
 # --------------------------------------------------------------------------------------------------------
 # Space

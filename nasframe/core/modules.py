@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nasframe.core.arch import Arch
-from nasframe.errors import InvalidArchError
+from nasframe.errors import ConfigError, InvalidArchError
 
 
 class Zero(nn.Module):
@@ -219,6 +219,15 @@ class Supernet(nn.Module):
     @property
     def active_arch(self) -> Arch | None:
         return self.__dict__.get("_nasframe_active_arch")
+
+    #: True for supernets whose narrower widths keep the first channels and that can reorder them by importance
+    #: (:meth:`sort_channels`; Once-for-All's preparation of each width phase)
+    supports_channel_sorting = False
+
+    def sort_channels(self) -> None:
+        """Reorder the elastic channels so that every narrower width keeps the most important ones, leaving the
+        full-width network's function unchanged. Supernets without elastic widths cannot."""
+        raise ConfigError(f"{type(self).__name__} has no elastic channels to sort")
 
     @torch.no_grad()
     def path_grad_norms(self) -> dict[str, torch.Tensor | None]:

@@ -6,7 +6,7 @@ to do its own work (DARTS's architecture step, the sandwich rule's several paths
 strictly fair paths) through the trainer's :class:`~nasframe.training.step.StepContext`. Every other capability
 the trainer or a selector uses is declared here, with its default: ``needs_arch_batches``, ``to``,
 ``before_update`` (gradient statistics, PA&DA), ``observe``, ``end_epoch``, ``data_order``, ``restructure`` /
-``rebuild`` (few-shot splits), ``trains_one_part``, ``trains_parts_as_jobs``. All sampler state, random stream included, is in
+``rebuild`` (few-shot splits), ``trains_one_part``, ``trains_parts_as_jobs``, ``schedule_segment`` (phases). All sampler state, random stream included, is in
 ``state_dict`` so that a resumed run continues the same sequence of paths.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,19 @@ from nasframe.sampling.group import PathGroup
 if TYPE_CHECKING:  # the training package imports the samplers
     from nasframe.training.step import StepContext, StepResult
 
-__all__ = ["PathGroup", "PathSampler", "build_sampler"]
+__all__ = ["PathGroup", "PathSampler", "ScheduleSegment", "build_sampler"]
+
+
+@dataclass(frozen=True)
+class ScheduleSegment:
+    """A stretch of training with its own optimiser and learning-rate schedule (a phase of a phased method):
+    epochs ``[start, end)``, peak learning rate ``lr`` (None: ``trainer.lr``), linear warm-up over
+    ``warmup_epochs``, then cosine down to ``trainer.min_lr`` at ``end``."""
+
+    start: int
+    end: int
+    lr: float | None = None
+    warmup_epochs: int = 0
 
 
 class PathSampler(Configurable, ABC):
@@ -81,6 +94,12 @@ class PathSampler(Configurable, ABC):
         """True when the run trains a one-shot phase, then each part of the split supernet as its own job through
         the Hydra launcher (few-shot ``budget=per_part``, see :mod:`nasframe.fewshot_parts`)."""
         return False
+
+    def schedule_segment(self, epoch: int, epochs: int) -> ScheduleSegment | None:
+        """The segment of the training schedule that holds ``epoch`` (of ``epochs``) when the method schedules its
+        own phases: the trainer starts a fresh optimiser and schedule at each segment's start. ``None`` (the
+        default): one cosine schedule over the whole run."""
+        return None
 
     def end_epoch(self, epoch: int, epochs: int) -> None:
         """Called after epoch ``epoch`` (0-based) of ``epochs``; adaptive samplers update here."""

@@ -91,3 +91,23 @@ def build_optimizer(cfg: TrainerConfig, parameters: list[nn.Parameter], lr: floa
         for p in parameters:
             optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return optimizer
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
+                  min_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from ``lr / warmup_steps`` to the optimiser's ``lr`` over ``warmup_steps`` steps, then cosine
+    from ``lr`` to ``min_lr`` over the remaining ``total_steps - warmup_steps`` (the schedule of each
+    Once-for-All phase with warm-up epochs)."""
+    import math
+
+    peak = optimizer.param_groups[0]["lr"]
+    floor = min_lr / peak if peak > 0 else 0.0
+    decay_steps = max(1, total_steps - warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / decay_steps)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

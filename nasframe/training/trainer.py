@@ -30,7 +30,7 @@ from nasframe.errors import CheckpointError, ConfigError
 from nasframe.sampling.base import PathSampler
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
 from nasframe.training.compile import compile_fixed_parts
-from nasframe.training.config import TrainerConfig, build_optimizer
+from nasframe.training.config import TrainerConfig, build_optimizer, warmup_cosine
 from nasframe.training.distributed import SINGLE_PROCESS, DistributedContext, set_cross_rank_batchnorm
 from nasframe.training.progress import logging_through, progress_bar
 from nasframe.training.restore import check_space, kept_checkpoint, restore_supernet
@@ -97,12 +97,32 @@ class SupernetTrainer:
                                 + " (lower trainer.lr or raise trainer.grad_clip)")
 
     def _make_optimizer(self, from_epoch: int) -> None:
-        """The optimiser over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch."""
+        """The optimiser over the supernet's parameters and a cosine schedule from ``from_epoch`` to the last epoch,
+        or, when the sampler schedules phases, to the end of the phase holding ``from_epoch``, at the phase's
+        learning rate and after its warm-up."""
         cfg = self.config
-        self.optimizer = self.build_optimizer(cfg.lr)
-        steps = max(1, (cfg.epochs - from_epoch) * len(self.loader))
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps, eta_min=cfg.min_lr)
+        segment = self.sampler.schedule_segment(from_epoch, cfg.epochs)
+        end = cfg.epochs if segment is None else segment.end
+        lr = cfg.lr if segment is None or segment.lr is None else segment.lr
+        warmup = 0 if segment is None else segment.warmup_epochs
+        self.optimizer = self.build_optimizer(lr)
+        steps = max(1, (end - from_epoch) * len(self.loader))
+        if warmup:
+            self.scheduler = warmup_cosine(self.optimizer, steps, warmup * len(self.loader), cfg.min_lr)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps, eta_min=cfg.min_lr)
         self._schedule_start = from_epoch
+
+    def _start_segment_if_due(self) -> None:
+        """At an epoch where the sampler's next schedule segment (phase) starts: a fresh optimiser and schedule."""
+        segment = self.sampler.schedule_segment(self.epoch, self.config.epochs)
+        if segment is None or segment.start != self.epoch or self._schedule_start == self.epoch:
+            return
+        self._make_optimizer(from_epoch=self.epoch)
+        text = self.sampler.describe_structure()
+        log.info("epoch %d: %s", self.epoch, text)
+        if self.writer is not None:
+            self.writer.add_text("sampler/structure", text, self.epoch)
 
     def build_optimizer(self, lr: float) -> torch.optim.Optimizer:
         """A fresh optimiser over the supernet's parameters with the configured settings at learning rate ``lr``."""
@@ -172,6 +192,7 @@ class SupernetTrainer:
                 while self.epoch < stop:
                     if self.step_in_epoch == 0:
                         self.restructure()
+                        self._start_segment_if_due()
                     self._train_epoch(progress)
                     self._end_epoch(save=stop == self.epoch + 1)
         finally:

@@ -1,0 +1,186 @@
+"""Phased training: a schedule of phases, each training a sub-space with its own method and learning rate.
+
+Progressive shrinking ("Once-for-All: Train One Network and Specialize it for Efficient Deployment", Cai et al.,
+ICLR 2020) trains the largest network first, then releases the elastic dimensions one after another (kernel
+size, then depth in two phases, then expand ratio in two phases), each phase starting from the weights the
+previous one left, with a fresh optimiser, its own learning rate, warm-up and number of subnets per step.
+``sampler=phased`` runs such a schedule in one run. Each phase has:
+
+* ``restrict``: the sub-space it samples, as ``{pattern: [options]}`` where ``pattern`` is a shell-style pattern
+  of choice names (``"*_kernel": ["7"]`` keeps kernel 7 in every block); choices no pattern matches keep all
+  their options;
+* ``epochs``, ``lr`` (None: ``trainer.lr``) and ``warmup_epochs``: the phase's schedule, linear warm-up then
+  cosine to ``trainer.min_lr`` over the phase (:class:`~nasframe.sampling.base.ScheduleSegment`; the trainer
+  starts a fresh optimiser at each phase);
+* ``sampler``: the method of its steps, any path sampler with its settings (``{name: uniform, paths_per_step: 2}``,
+  ``{name: sandwich, num_random: 2, inplace_distillation: true}``), run on the phase's sub-space;
+* ``sort_channels``: reorder the supernet's elastic channels by importance before the phase starts (Once-for-All
+  does before each width phase; the supernet must support it, e.g. the elastic MobileNet), then the phase's fresh
+  optimiser starts (sorting permutes weights, so stale momentum would no longer match them).
+
+The phases' epochs must add up to ``trainer.epochs``. The sampler's state (the epoch it is in, every phase's
+random stream) is in the checkpoint, so a run resumed mid-phase continues exactly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import torch
+
+from nasframe.core.arch import Arch
+from nasframe.core.modules import Supernet
+from nasframe.core.registry import SAMPLERS
+from nasframe.core.space import SearchSpace
+from nasframe.errors import ConfigError, InvalidArchError
+from nasframe.sampling.base import PathSampler, ScheduleSegment, build_sampler
+
+if TYPE_CHECKING:
+    from nasframe.training.step import StepContext, StepResult
+
+
+@dataclass
+class PhaseConfig:
+    name: str = ""  # for logs and reports, e.g. "kernel"
+    epochs: int = 1
+    lr: Optional[float] = None  # the phase's peak learning rate; None: trainer.lr
+    warmup_epochs: int = 0  # linear warm-up epochs at the start of the phase
+    restrict: Dict[str, List[str]] = field(default_factory=dict)  # choice-name pattern -> allowed options
+    sampler: Dict[str, Any] = field(default_factory=lambda: {"name": "uniform"})  # the phase's method
+    sort_channels: bool = False  # reorder elastic channels by importance at the phase's start (OFA's width phases)
+
+
+@dataclass
+class PhasedConfig:
+    phases: List[PhaseConfig] = field(default_factory=list)
+
+
+def restrict_by_patterns(space: SearchSpace, patterns: dict[str, list[str]], where: str) -> SearchSpace:
+    """``space`` with every choice whose name matches a pattern narrowed to that pattern's options."""
+    allowed: dict[str, list[str]] = {}
+    for pattern, options in patterns.items():
+        names = [c.name for c in space.choices if fnmatch.fnmatchcase(c.name, pattern)]
+        if not names:
+            raise ConfigError(f"{where}.restrict: pattern {pattern!r} matches no choice of {space.name} "
+                              f"(choices such as {', '.join(c.name for c in space.choices[:3])})")
+        for name in names:
+            allowed[name] = [str(o) for o in options]
+    try:
+        return space.restrict(allowed)
+    except InvalidArchError as exc:
+        raise ConfigError(f"{where}.restrict: {exc}") from None
+
+
+@SAMPLERS.register("phased")
+class PhasedSampler(PathSampler):
+    """The phases of :class:`PhasedConfig` one after another; each step is the current phase's sampler's step."""
+
+    name = "phased"
+    Config = PhasedConfig
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **settings: Any) -> None:
+        super().__init__(space, seed, **settings)
+        phases = self.config.phases
+        if not phases:
+            raise ConfigError("sampler.phases: a phased run needs at least one phase")
+        self.samplers: list[PathSampler] = []
+        self.starts: list[int] = []
+        start = 0
+        for index, phase in enumerate(phases):
+            where = f"sampler.phases[{index}]"
+            if phase.epochs < 1 or phase.warmup_epochs < 0 or phase.warmup_epochs >= phase.epochs + (phase.epochs == 0):
+                raise ConfigError(f"{where}: need epochs >= 1 and 0 <= warmup_epochs < epochs "
+                                  f"(got {phase.epochs}, {phase.warmup_epochs})")
+            if phase.lr is not None and phase.lr <= 0:
+                raise ConfigError(f"{where}.lr must be > 0 (or null: trainer.lr)")
+            inner = build_sampler(phase.sampler, restrict_by_patterns(space, phase.restrict, where), seed + index)
+            if isinstance(inner, PhasedSampler) or inner.needs_arch_batches or inner.data_order(1) is not None \
+                    or type(inner).restructure is not PathSampler.restructure:
+                raise ConfigError(f"{where}.sampler: '{inner.name}' cannot run inside a phase (it restructures the "
+                                  "supernet, orders the data or needs architecture batches)")
+            self.samplers.append(inner)
+            self.starts.append(start)
+            start += phase.epochs
+        self.total_epochs = start
+        self.epoch = 0  # the epoch being trained (the trainer reports each one's end)
+
+    # -- where we are ----------------------------------------------------------------------------------
+    def phase_of(self, epoch: int) -> int:
+        """The index of the phase that trains ``epoch`` (the last phase past the end)."""
+        return max(i for i, start in enumerate(self.starts) if start <= epoch)
+
+    @property
+    def current(self) -> PathSampler:
+        return self.samplers[self.phase_of(self.epoch)]
+
+    def schedule_segment(self, epoch: int, epochs: int) -> ScheduleSegment:
+        if epochs != self.total_epochs:
+            raise ConfigError(f"sampler.phases add up to {self.total_epochs} epochs, but trainer.epochs={epochs}: "
+                              "set trainer.epochs to the sum of the phases' epochs")
+        index = self.phase_of(epoch)
+        phase = self.config.phases[index]
+        start = self.starts[index]
+        return ScheduleSegment(start, start + phase.epochs, phase.lr, phase.warmup_epochs)
+
+    def restructure(self, supernet: torch.nn.Module, epoch: int, epochs: int, probe_batches: Any) -> None:
+        """At the start of a phase with ``sort_channels``: sort the supernet's channels in place (the trainer
+        then starts the phase's fresh optimiser). At epoch 0, check that the supernet can sort if any phase asks."""
+        sorting = [i for i, phase in enumerate(self.config.phases) if phase.sort_channels]
+        if epoch == 0 and sorting and not (isinstance(supernet, Supernet) and supernet.supports_channel_sorting):
+            raise ConfigError(f"sampler.phases[{sorting[0]}].sort_channels: {type(supernet).__name__} has no elastic "
+                              "channels to sort (space=mobilenet has)")
+        index = self.phase_of(epoch)
+        if self.starts[index] == epoch and self.config.phases[index].sort_channels:
+            supernet.sort_channels()
+        return None
+
+    # -- the step: the current phase's method --------------------------------------------------------------
+    def sample(self) -> Arch:
+        return self.current.sample()
+
+    def train_step(self, step: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        return self.current.train_step(step, x, y)
+
+    def before_update(self, supernet: torch.nn.Module) -> None:
+        self.current.before_update(supernet)
+
+    def observe(self, trained: Any, stats: dict[str, Any]) -> None:
+        self.current.observe(trained, stats)
+
+    def to(self, device: torch.device | str) -> PhasedSampler:
+        for inner in self.samplers:
+            inner.to(device)
+        return self
+
+    def end_epoch(self, epoch: int, epochs: int) -> None:
+        index = self.phase_of(epoch)
+        self.samplers[index].end_epoch(epoch - self.starts[index], self.config.phases[index].epochs)
+        self.epoch = epoch + 1
+
+    def log_to(self, writer: Any, epoch: int) -> None:
+        writer.add_scalar("sampler/phase", self.phase_of(min(self.epoch, self.total_epochs - 1)), epoch)
+        self.current.log_to(writer, epoch)
+
+    def describe_structure(self) -> str:
+        index = self.phase_of(self.epoch)
+        phase = self.config.phases[index]
+        return (f"phase {index + 1} of {len(self.starts)} ({phase.name or 'unnamed'}): epochs {self.starts[index] + 1}-"
+                f"{self.starts[index] + phase.epochs}, lr {phase.lr if phase.lr is not None else 'trainer.lr'}, "
+                f"warm-up {phase.warmup_epochs}, sampler {phase.sampler.get('name', 'uniform')}, "
+                f"sub-space of {self.samplers[index].space.size:,} archs ({json.dumps(phase.restrict)})")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "epoch": self.epoch,
+                "phases": {str(i): inner.state_dict() for i, inner in enumerate(self.samplers)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if len(state["phases"]) != len(self.samplers):
+            raise ConfigError(f"the checkpoint has {len(state['phases'])} phases, this run {len(self.samplers)}: "
+                              "resume with the same sampler.phases")
+        self.epoch = int(state["epoch"])
+        for i, inner in enumerate(self.samplers):
+            inner.load_state_dict(state["phases"][str(i)])

@@ -1,0 +1,127 @@
+"""Phased training (sampler=phased; Once-for-All's progressive shrinking as a preset): each phase samples its own
+sub-space with its own method, gets a fresh optimiser at its own learning rate, and a run resumed mid-phase
+continues exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import nasframe.sampling.uniform as uniform_module
+from nasframe.cli import compose_config
+from nasframe.errors import ConfigError
+from nasframe.sampling.base import ScheduleSegment, build_sampler
+
+LARGEST = {"edge_*": ["nor_conv_3x3"]}
+PHASES = [{"name": "largest", "epochs": 1, "lr": 0.05, "restrict": LARGEST, "sampler": {"name": "uniform"}},
+          {"name": "all", "epochs": 2, "lr": 0.02, "warmup_epochs": 1,
+           "sampler": {"name": "uniform", "paths_per_step": 2}}]
+
+
+def phased(space, phases=PHASES):
+    return build_sampler({"name": "phased", "phases": phases}, space, seed=0)
+
+
+def test_each_phase_samples_its_own_sub_space_and_schedule(tiny_space) -> None:
+    sampler = phased(tiny_space)
+    archs = {sampler.sample() for _ in range(20)}  # the first phase: the largest cell only
+    assert len(archs) == 1 and all(option == "nor_conv_3x3" for option in next(iter(archs)).values())
+    assert sampler.schedule_segment(0, 3) == ScheduleSegment(0, 1, 0.05, 0)
+    sampler.end_epoch(0, 3)  # the first phase is over: the whole space, 2 paths a step, its own schedule
+    assert sampler.schedule_segment(1, 3) == ScheduleSegment(1, 3, 0.02, 1)
+    assert len({sampler.sample() for _ in range(50)}) > 1
+    with pytest.raises(ConfigError, match="add up to 3 epochs, but trainer.epochs=4"):
+        sampler.schedule_segment(0, 4)
+
+
+def test_paths_per_step_trains_that_many_paths_on_each_batch(tiny_space, monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(uniform_module, "train_group", lambda step, group, x, y: seen.append(group) or "result")
+    sampler = build_sampler({"name": "uniform", "paths_per_step": 4}, tiny_space, seed=0)
+    assert sampler.train_step(None, torch.zeros(1), torch.zeros(1)) == "result"
+    (group,) = seen
+    assert len(group.paths) == 4 and group.teacher is None  # 4 uniform archs, all on the labels, summed
+
+
+@pytest.mark.parametrize("phases, message", [
+    ([], "needs at least one phase"),
+    ([{"epochs": 1, "restrict": {"kernel_*": ["3"]}}], "pattern 'kernel_\\*' matches no choice"),
+    ([{"epochs": 1, "restrict": {"edge_*": ["conv_9x9"]}}], "cannot restrict choice"),
+    ([{"epochs": 2, "warmup_epochs": 2}], "warmup_epochs < epochs"),
+    ([{"epochs": 1, "sampler": {"name": "fewshot"}}], "cannot run inside a phase"),
+    ([{"epochs": 1, "sampler": {"name": "uniform", "paths": 2}}], "paths: unknown key"),
+])
+def test_bad_phases_are_named(tiny_space, phases, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        phased(tiny_space, phases)
+
+
+def _run(tmp_path: Path, name: str, *extra: str) -> dict:
+    # (Hydra's override grammar takes plain names as dict keys; presets in YAML may use patterns such as edge_*)
+    largest = ", ".join(f"edge_{a}_{b}: [nor_conv_3x3]" for a, b in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)))
+    phases = (f"sampler.phases=[{{name: largest, epochs: 1, lr: 0.05, restrict: {{{largest}}}}},"
+              "{name: all, epochs: 2, lr: 0.02, warmup_epochs: 1, sampler: {name: uniform, paths_per_step: 2}}]")
+    run = tmp_path / name
+    args = ["space.channels=4", "space.cells_per_stage=1", "trainer.epochs=3", "trainer.batch_size=256",
+            "sampler=phased", phases, "selector=random", "selector.num_samples=2", "evaluator.bn_recalibration_batches=1",
+            "export.torch_export=false", "threads=1", "device=cpu", "trainer.progress=false", "resume=auto",
+            f"hydra.run.dir={run}", *extra]
+    proc = subprocess.run([sys.executable, "-m", "nasframe.cli", "search", *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(run / "checkpoint.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_phases_chain_in_one_run_and_resume_mid_phase_exactly(tmp_path: Path) -> None:
+    whole = _run(tmp_path, "whole")
+    _run(tmp_path, "stopped", "trainer.stop_after_epoch=2")  # in the middle of the second phase
+    resumed = _run(tmp_path, "stopped")
+    assert whole["epoch"] == resumed["epoch"] == 3 and whole["schedule_start"] == resumed["schedule_start"] == 1
+    for name, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+    assert whole["sampler"]["phases"] == resumed["sampler"]["phases"]
+    lrs = [epoch["lr"] for epoch in json.loads(whole["history"])]  # the lr after each epoch's last step
+    # the first phase's cosine ends at min_lr (0); the second starts afresh, warms up over its first epoch to its
+    # own peak (0.02, not the first phase's 0.05), then decays to 0 over its last epoch
+    assert lrs == pytest.approx([0.0, 0.02, 0.0], abs=1e-9)
+
+
+def test_ofa_presets_compose_and_their_phases_add_up() -> None:
+    for preset in ("ofa_progressive_shrinking", "ofa_progressive_shrinking_cpu"):
+        cfg = compose_config("search", [f"+experiment={preset}"])
+        phases = cfg.sampler.phases
+        assert [p.name for p in phases] == ["full", "kernel", "depth_1", "depth_2", "expand_1", "expand_2"]
+        assert sum(p.epochs for p in phases) == cfg.trainer.epochs
+        assert [p.sampler.get("paths_per_step", 1) for p in phases] == [1, 1, 2, 2, 4, 4]
+    paper = compose_config("search", ["+experiment=ofa_progressive_shrinking"]).sampler.phases
+    assert [p.epochs for p in paper] == [180, 120, 25, 120, 25, 120]
+    assert [p.lr for p in paper[1:]] == [0.03, 0.0025, 0.0075, 0.0025, 0.0075]
+
+
+def test_channels_are_sorted_at_the_start_of_a_sorting_phase_only(monkeypatch) -> None:
+    from nasframe.core.space import DataSpec
+    from search_spaces.mobilenet import MobileNetSpace
+
+    space = MobileNetSpace(DataSpec(3, (32, 32), 10), width_mult=0.25, stem_stride=2, head_channels=32)
+    supernet = space.build_supernet()
+    sampler = phased(space, [{"epochs": 2, "restrict": {"*_expand": ["6"]}},
+                             {"epochs": 2, "sort_channels": True}])
+    calls = []
+    monkeypatch.setattr(type(supernet), "sort_channels", lambda self: calls.append(True))
+    for epoch in range(4):
+        assert sampler.restructure(supernet, epoch, 4, None) is None  # the same supernet, sorted in place
+        if epoch == 2:
+            assert calls == [True]
+    assert calls == [True]  # once, when the sorting phase began
+
+
+def test_sorting_phases_are_refused_before_training_where_the_supernet_cannot_sort(tiny_space) -> None:
+    sampler = phased(tiny_space, [{"epochs": 1}, {"epochs": 1, "sort_channels": True}])
+    with pytest.raises(ConfigError, match=r"phases\[1\].sort_channels: .* no elastic channels"):
+        sampler.restructure(tiny_space.build_supernet(), 0, 2, None)
