@@ -32,6 +32,7 @@ from nasframe.errors import ConfigError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, accuracy
 from nasframe.benchmarks.base import build_benchmark
 from nasframe.evaluation.hybrid import HybridConfig, HybridEvaluator
+from nasframe.evaluation.predictor import PredictorConfig, PredictorEvaluator
 from nasframe.evaluation.learned import LearnedConfig, LearnedEvaluator
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
@@ -138,6 +139,7 @@ def setup_search(cfg: SearchConfig | DictConfig, run_dir: Path | None = None) ->
 
 #: the evaluator config group's options: name -> settings dataclass
 EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig, "hybrid": HybridConfig,
+                               "predictor": PredictorConfig,
                                "learned": LearnedConfig}
 
 
@@ -248,6 +250,9 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
         proxies = make_zero_cost_evaluator(setup, ZeroCostConfig(proxy=cfg.proxy, seed=cfg.proxy_seed))
         return HybridEvaluator(supernet, getattr(data, held_out), data.train, cfg, prepare=data.prepare,
                                space=setup.space, proxies=proxies)
+    if isinstance(setup.evaluator, PredictorConfig):  # Once-for-All's accuracy predictor over measured subnets
+        return PredictorEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
+                                  space=setup.space)
     return SupernetEvaluator(supernet, getattr(data, held_out), data.train, setup.evaluator, prepare=data.prepare,
                              space=setup.space)
 
@@ -460,6 +465,7 @@ def _select_and_export(
         "test_accuracy": outcome.test_accuracy, "params": outcome.params, "archs_evaluated": len(result.history),
         "seconds": timings,
         **({"baselines": baselines.to_dict()} if baselines else {}),
+        **({"predictor": evaluator.describe()} if isinstance(evaluator, PredictorEvaluator) else {}),
     }
     latency = latency_source(setup.constraints)
     if latency is not None:
