@@ -65,10 +65,11 @@ def _run(tmp_path: Path, name: str, *extra: str) -> dict:
     # (Hydra's override grammar takes plain names as dict keys; presets in YAML may use patterns such as edge_*)
     largest = ", ".join(f"edge_{a}_{b}: [nor_conv_3x3]" for a, b in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)))
     phases = (f"sampler.phases=[{{name: largest, epochs: 1, lr: 0.05, restrict: {{{largest}}}}},"
-              "{name: all, epochs: 2, lr: 0.02, warmup_epochs: 1, sampler: {name: uniform, paths_per_step: 2}}]")
+              "{name: all, epochs: 2, lr: 0.02, warmup_epochs: 1, kd_ratio: 1.0,"
+              " sampler: {name: uniform, paths_per_step: 2}}]")
     run = tmp_path / name
     args = ["space.channels=4", "space.cells_per_stage=1", "trainer.epochs=3", "trainer.batch_size=256",
-            "sampler=phased", phases, "selector=random", "selector.num_samples=2", "evaluator.bn_recalibration_batches=1",
+            "sampler=phased", phases, "sampler.teacher=phase:largest", "trainer.keep_every=1", "selector=random", "selector.num_samples=2", "evaluator.bn_recalibration_batches=1",
             "export.torch_export=false", "threads=1", "device=cpu", "trainer.progress=false", "resume=auto",
             f"hydra.run.dir={run}", *extra]
     proc = subprocess.run([sys.executable, "-m", "nasframe.cli", "search", *args], capture_output=True, text=True,
@@ -86,10 +87,50 @@ def test_phases_chain_in_one_run_and_resume_mid_phase_exactly(tmp_path: Path) ->
     for name, value in whole["model"].items():
         assert torch.equal(value, resumed["model"][name]), name
     assert whole["sampler"]["phases"] == resumed["sampler"]["phases"]
+    # the teacher is the largest cell as the first phase left it (epoch 1), frozen: kept in the checkpoint, it
+    # survived the resume and never trained
+    from nasframe.core.space import DataSpec
+    from nasframe.export.extract import extract
+    from search_spaces.nb201 import NB201Space
+
+    space = NB201Space(DataSpec(1, (8, 8), 10), channels=4, cells_per_stage=1)
+    supernet = space.build_supernet()
+    supernet.load_state_dict(torch.load(tmp_path / "whole" / "checkpoints" / "epoch_0001.pt", weights_only=True)["model"])
+    largest = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    expected = extract(space, supernet, largest).state_dict()
+    for state in (whole, resumed):
+        assert state["sampler"]["teacher"].keys() == expected.keys()
+        assert all(torch.equal(state["sampler"]["teacher"][k], v) for k, v in expected.items())
     lrs = [epoch["lr"] for epoch in json.loads(whole["history"])]  # the lr after each epoch's last step
     # the first phase's cosine ends at min_lr (0); the second starts afresh, warms up over its first epoch to its
     # own peak (0.02, not the first phase's 0.05), then decays to 0 over its last epoch
     assert lrs == pytest.approx([0.0, 0.02, 0.0], abs=1e-9)
+
+
+def test_distillation_adds_the_soft_cross_entropy_to_the_teacher_to_the_label_loss() -> None:
+    from nasframe.training.step import StepContext
+
+    step = StepContext(torch.device("cpu"), label_smoothing=0.1)
+    logits, teacher, y = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([0])
+    plain = step.loss(logits, y)
+    with step.distilling(teacher, 0.5):
+        mixed = step.loss(logits, y)
+    p = torch.softmax(teacher, dim=1)
+    by_hand = -(p * torch.log_softmax(logits, dim=1)).sum()
+    assert mixed.item() == pytest.approx(plain.item() + 0.5 * by_hand.item())
+    assert step.loss(logits, y).item() == pytest.approx(plain.item())  # only inside the block
+
+
+@pytest.mark.parametrize("teacher, phases, message", [
+    (None, [{"epochs": 1, "kd_ratio": 1.0}], "needs a teacher"),
+    ("phase:nope", [{"name": "a", "epochs": 1}], "one of the phases' names"),
+    ("phase:a", [{"name": "a", "epochs": 1}, {"name": "b", "epochs": 1, "kd_ratio": 1.0}], "trains 15,625 archs"),
+    ("phase:b", [{"name": "a", "epochs": 1, "kd_ratio": 1.0},
+                 {"name": "b", "epochs": 1, "restrict": LARGEST}], "before it is trained"),
+])
+def test_bad_teachers_are_named(tiny_space, teacher, phases, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_sampler({"name": "phased", "phases": phases, "teacher": teacher}, tiny_space, seed=0)
 
 
 def test_ofa_presets_compose_and_their_phases_add_up() -> None:

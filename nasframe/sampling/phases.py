@@ -16,7 +16,13 @@ previous one left, with a fresh optimiser, its own learning rate, warm-up and nu
   ``{name: sandwich, num_random: 2, inplace_distillation: true}``), run on the phase's sub-space;
 * ``sort_channels``: reorder the supernet's elastic channels by importance before the phase starts (Once-for-All
   does before each width phase; the supernet must support it, e.g. the elastic MobileNet), then the phase's fresh
-  optimiser starts (sorting permutes weights, so stale momentum would no longer match them).
+  optimiser starts (sorting permutes weights, so stale momentum would no longer match them);
+* ``kd_ratio``: > 0 adds ``kd_ratio`` times the soft cross-entropy to a fixed teacher's predictions to every
+  path's loss on the labels (label-smoothed by ``trainer.label_smoothing``), Once-for-All's loss.
+
+The teacher (``teacher: phase:<name>``) is the network a phase trained, frozen when the phase ends: that phase's
+sub-space must be one arch (Once-for-All's full network), and it must come before every phase with ``kd_ratio``.
+It runs in eval mode (its BatchNorm statistics fixed) on each step's batch, and its weights are in the checkpoint.
 
 The phases' epochs must add up to ``trainer.epochs``. The sampler's state (the epoch it is in, every phase's
 random stream) is in the checkpoint, so a run resumed mid-phase continues exactly.
@@ -51,11 +57,15 @@ class PhaseConfig:
     restrict: Dict[str, List[str]] = field(default_factory=dict)  # choice-name pattern -> allowed options
     sampler: Dict[str, Any] = field(default_factory=lambda: {"name": "uniform"})  # the phase's method
     sort_channels: bool = False  # reorder elastic channels by importance at the phase's start (OFA's width phases)
+    kd_ratio: float = 0.0  # > 0: weight of the distillation loss from the fixed teacher (sampler.teacher)
 
 
 @dataclass
 class PhasedConfig:
     phases: List[PhaseConfig] = field(default_factory=list)
+    teacher: Optional[str] = None  # phase:<name>: the network that phase trained (one arch), frozen at its end
+
+TEACHER_PREFIX = "phase:"
 
 
 def restrict_by_patterns(space: SearchSpace, patterns: dict[str, list[str]], where: str) -> SearchSpace:
@@ -106,6 +116,33 @@ class PhasedSampler(PathSampler):
             start += phase.epochs
         self.total_epochs = start
         self.epoch = 0  # the epoch being trained (the trainer reports each one's end)
+        self.teacher_phase = self._check_teacher()
+        self.teacher: torch.nn.Module | None = None  # frozen at the end of the teacher phase
+        self._teacher_state: dict[str, torch.Tensor] | None = None  # a resumed teacher, rebuilt at the next step
+
+    def _check_teacher(self) -> int | None:
+        """The index of the teacher's phase; checks that it is one arch and precedes every distilling phase."""
+        cfg = self.config
+        distilling = [i for i, phase in enumerate(cfg.phases) if phase.kd_ratio > 0]
+        if any(cfg.phases[i].kd_ratio < 0 for i in range(len(cfg.phases))):
+            raise ConfigError("sampler.phases: kd_ratio must be >= 0")
+        if cfg.teacher is None:
+            if distilling:
+                raise ConfigError(f"sampler.phases[{distilling[0]}].kd_ratio > 0 needs a teacher: sampler.teacher="
+                                  "phase:<name of the phase that trains it>")
+            return None
+        names = [phase.name for phase in cfg.phases]
+        name = cfg.teacher[len(TEACHER_PREFIX):] if cfg.teacher.startswith(TEACHER_PREFIX) else None
+        if name not in names:
+            raise ConfigError(f"sampler.teacher={cfg.teacher!r}: give phase:<name> with one of the phases' names "
+                              f"({', '.join(n or '(unnamed)' for n in names)})")
+        index = names.index(name)
+        if self.samplers[index].space.size != 1:
+            raise ConfigError(f"sampler.teacher={cfg.teacher}: phase '{name}' trains {self.samplers[index].space.size:,} "
+                              "archs; a teacher is the one network of a phase restricted to one arch")
+        if any(i <= index for i in distilling):
+            raise ConfigError(f"sampler.teacher={cfg.teacher}: phase {min(distilling)} distils from it before it is trained")
+        return index
 
     # -- where we are ----------------------------------------------------------------------------------
     def phase_of(self, epoch: int) -> int:
@@ -133,16 +170,43 @@ class PhasedSampler(PathSampler):
             raise ConfigError(f"sampler.phases[{sorting[0]}].sort_channels: {type(supernet).__name__} has no elastic "
                               "channels to sort (space=mobilenet has)")
         index = self.phase_of(epoch)
+        teacher = self.teacher_phase
+        if teacher is not None and epoch == self.starts[teacher] + self.config.phases[teacher].epochs:
+            self.teacher = self._frozen_path(supernet)  # before any sorting changes the weights' order
+            self._teacher_state = None
         if self.starts[index] == epoch and self.config.phases[index].sort_channels:
             supernet.sort_channels()
         return None
+
+    def _frozen_path(self, supernet: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+        """The teacher phase's arch extracted from ``supernet`` as a standalone network, frozen in eval mode
+        (with the weights ``state`` instead, for a resumed run)."""
+        from nasframe.export.extract import extract
+
+        space = self.samplers[self.teacher_phase].space
+        network = extract(space, supernet, next(iter(space.enumerate())))
+        if state is not None:
+            network.load_state_dict(state)
+        for parameter in network.parameters():
+            parameter.requires_grad_(False)
+        return network.eval()
 
     # -- the step: the current phase's method --------------------------------------------------------------
     def sample(self) -> Arch:
         return self.current.sample()
 
     def train_step(self, step: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
-        return self.current.train_step(step, x, y)
+        weight = self.config.phases[self.phase_of(self.epoch)].kd_ratio
+        if weight == 0:
+            return self.current.train_step(step, x, y)
+        if self.teacher is None:
+            if self._teacher_state is None:
+                raise ConfigError("sampler.teacher: the teacher's phase has not been trained in this run")
+            self.teacher = self._frozen_path(step.supernet, self._teacher_state)
+        with torch.no_grad(), step.autocast():
+            teacher_logits = self.teacher(x)
+        with step.distilling(teacher_logits, weight):
+            return self.current.train_step(step, x, y)
 
     def before_update(self, supernet: torch.nn.Module) -> None:
         self.current.before_update(supernet)
@@ -173,8 +237,10 @@ class PhasedSampler(PathSampler):
                 f"sub-space of {self.samplers[index].space.size:,} archs ({json.dumps(phase.restrict)})")
 
     def state_dict(self) -> dict[str, Any]:
+        teacher = self.teacher.state_dict() if self.teacher is not None else self._teacher_state
         return {**super().state_dict(), "epoch": self.epoch,
-                "phases": {str(i): inner.state_dict() for i, inner in enumerate(self.samplers)}}
+                "phases": {str(i): inner.state_dict() for i, inner in enumerate(self.samplers)},
+                **({"teacher": teacher} if teacher is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -184,3 +250,4 @@ class PhasedSampler(PathSampler):
         self.epoch = int(state["epoch"])
         for i, inner in enumerate(self.samplers):
             inner.load_state_dict(state["phases"][str(i)])
+        self.teacher, self._teacher_state = None, state.get("teacher")  # rebuilt on the supernet at the next step

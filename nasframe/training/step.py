@@ -11,7 +11,8 @@ non-finite check (:meth:`StepContext.report`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,10 @@ class StepContext:
         self.hint = hint  # what the user can do about a non-finite loss
         self.label_smoothing = label_smoothing
         self.supernet: Any = None
+        # distillation from a fixed teacher for the current step (set by the sampler that owns the teacher):
+        # its softened predictions on this rank's batch, and the weight of the distillation term in :meth:`loss`
+        self.teacher_targets: torch.Tensor | None = None
+        self.distillation_weight = 0.0
         self._nonfinite_steps = torch.zeros((), dtype=torch.long, device=device)
 
     # -- the batch -----------------------------------------------------------------------------------
@@ -102,8 +107,23 @@ class StepContext:
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss on labels: cross-entropy, label-smoothed by ``trainer.label_smoothing`` ("Rethinking
         the Inception Architecture for Computer Vision", Szegedy et al., CVPR 2016: the target puts ``1 - eps`` on
-        the label and spreads ``eps`` uniformly over all classes)."""
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        the label and spreads ``eps`` uniformly over all classes). While a fixed teacher's targets are set
+        (:meth:`distilling`), plus ``weight`` times the soft cross-entropy to them (Once-for-All's
+        ``kd_ratio * KD + label-smoothed CE``)."""
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if self.teacher_targets is not None:
+            loss = loss + self.distillation_weight * -(self.teacher_targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+        return loss
+
+    @contextmanager
+    def distilling(self, teacher_logits: torch.Tensor, weight: float) -> Iterator[None]:
+        """Within the block, :meth:`loss` adds ``weight`` times the soft cross-entropy to
+        ``softmax(teacher_logits)`` ("Distilling the Knowledge in a Neural Network", Hinton et al., at T = 1)."""
+        self.teacher_targets, self.distillation_weight = torch.softmax(teacher_logits.detach().float(), dim=1), weight
+        try:
+            yield
+        finally:
+            self.teacher_targets, self.distillation_weight = None, 0.0
 
     def train_path(self, trained: Any, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         """The loss of the active path on ``(x, y)``, checked and back-propagated (gradients accumulate)."""
