@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,36 @@ def test_sorting_phases_are_refused_before_training_where_the_supernet_cannot_so
     sampler = phased(tiny_space, [{"epochs": 1}, {"epochs": 1, "sort_channels": True}])
     with pytest.raises(ConfigError, match=r"phases\[1\].sort_channels: .* no elastic channels"):
         sampler.restructure(tiny_space.build_supernet(), 0, 2, None)
+
+
+def test_a_teacher_from_a_file_distils_into_every_step_of_its_phases(tiny_space, digits, tmp_path) -> None:
+    import torchvision
+
+    from nasframe.export.save import save_export
+    from nasframe.training.step import StepContext
+
+    arch = tiny_space.sample(np.random.default_rng(0))
+    save_export(tmp_path / "export", tiny_space, arch, tiny_space.build_subnet(arch), torch_export=False)
+    resnet = torchvision.models.get_model("resnet18", weights=None, num_classes=10)
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pt")
+    phases = [{"epochs": 1, "kd_ratio": 0.5}]
+    for source in (f"export:{tmp_path / 'export'}", f"torchvision:resnet18:{tmp_path / 'resnet18.pt'}"):
+        sampler = build_sampler({"name": "phased", "phases": phases, "teacher": source}, tiny_space, seed=0)
+        assert not sampler.teacher.training and not any(p.requires_grad for p in sampler.teacher.parameters())
+        seen = []
+        inner = sampler.samplers[0]
+        inner.train_step = lambda step, x, y: seen.append((step.teacher_targets, step.distillation_weight))
+        step = StepContext(torch.device("cpu"))
+        step.supernet = tiny_space.build_supernet()
+        x = digits.train.x[:4] if "export" in source else torch.randn(4, 3, 32, 32)
+        sampler.train_step(step, x, digits.train.y[:4])
+        (targets, weight), = seen
+        assert weight == 0.5 and targets.shape == (4, 10) and torch.allclose(targets.sum(1), torch.ones(4))
+        assert step.teacher_targets is None  # only during the step
+        assert "teacher" not in sampler.state_dict()  # read from its file again on resume
+    for source, message in ((f"export:{tmp_path / 'missing'}", "no export at"),
+                            ("torchvision:resnet999:x.pt", "no model 'resnet999'"),
+                            (f"torchvision:resnet18:{tmp_path / 'nothing.pt'}", "No such file"),
+                            ("hub:x", "give phase:<name>, export:<dir> or torchvision")):
+        with pytest.raises(ConfigError, match=message):
+            build_sampler({"name": "phased", "phases": phases, "teacher": source}, tiny_space, seed=0)

@@ -20,9 +20,12 @@ previous one left, with a fresh optimiser, its own learning rate, warm-up and nu
 * ``kd_ratio``: > 0 adds ``kd_ratio`` times the soft cross-entropy to a fixed teacher's predictions to every
   path's loss on the labels (label-smoothed by ``trainer.label_smoothing``), Once-for-All's loss.
 
-The teacher (``teacher: phase:<name>``) is the network a phase trained, frozen when the phase ends: that phase's
-sub-space must be one arch (Once-for-All's full network), and it must come before every phase with ``kd_ratio``.
-It runs in eval mode (its BatchNorm statistics fixed) on each step's batch, and its weights are in the checkpoint.
+The teacher is fixed, runs in eval mode (its BatchNorm statistics fixed) on each step's batch, and is one of
+``phase:<name>``, the network a phase trained, frozen when the phase ends (that phase's sub-space must be one
+arch, Once-for-All's full network, and come before every phase with ``kd_ratio``; its weights go into the
+checkpoint); ``export:<dir>``, a network nasframe exported (a search's or ``nasframe train`` run's ``export/``,
+loaded without unpickling); or ``torchvision:<model>:<state_dict.pt>``, a torchvision classifier built with the
+data's number of classes and loaded from a tensors-only state dict.
 
 The phases' epochs must add up to ``trainer.epochs``. The sampler's state (the epoch it is in, every phase's
 random stream) is in the checkpoint, so a run resumed mid-phase continues exactly.
@@ -63,7 +66,7 @@ class PhaseConfig:
 @dataclass
 class PhasedConfig:
     phases: List[PhaseConfig] = field(default_factory=list)
-    teacher: Optional[str] = None  # phase:<name>: the network that phase trained (one arch), frozen at its end
+    teacher: Optional[str] = None  # phase:<name> | export:<dir> | torchvision:<model>:<state_dict.pt> (module doc)
 
 TEACHER_PREFIX = "phase:"
 
@@ -116,9 +119,9 @@ class PhasedSampler(PathSampler):
             start += phase.epochs
         self.total_epochs = start
         self.epoch = 0  # the epoch being trained (the trainer reports each one's end)
+        self.teacher: torch.nn.Module | None = None  # a file's network, or frozen at the end of the teacher phase
+        self._teacher_state: dict[str, torch.Tensor] | None = None  # a resumed phase teacher, rebuilt at the next step
         self.teacher_phase = self._check_teacher()
-        self.teacher: torch.nn.Module | None = None  # frozen at the end of the teacher phase
-        self._teacher_state: dict[str, torch.Tensor] | None = None  # a resumed teacher, rebuilt at the next step
 
     def _check_teacher(self) -> int | None:
         """The index of the teacher's phase; checks that it is one arch and precedes every distilling phase."""
@@ -129,7 +132,10 @@ class PhasedSampler(PathSampler):
         if cfg.teacher is None:
             if distilling:
                 raise ConfigError(f"sampler.phases[{distilling[0]}].kd_ratio > 0 needs a teacher: sampler.teacher="
-                                  "phase:<name of the phase that trains it>")
+                                  "phase:<name of the phase that trains it>, export:<dir> or torchvision:<model>:<file>")
+            return None
+        if not cfg.teacher.startswith(TEACHER_PREFIX):
+            self.teacher = load_teacher(cfg.teacher, self.space.data.num_classes)
             return None
         names = [phase.name for phase in cfg.phases]
         name = cfg.teacher[len(TEACHER_PREFIX):] if cfg.teacher.startswith(TEACHER_PREFIX) else None
@@ -203,6 +209,7 @@ class PhasedSampler(PathSampler):
             if self._teacher_state is None:
                 raise ConfigError("sampler.teacher: the teacher's phase has not been trained in this run")
             self.teacher = self._frozen_path(step.supernet, self._teacher_state)
+        self.teacher.to(x.device)
         with torch.no_grad(), step.autocast():
             teacher_logits = self.teacher(x)
         with step.distilling(teacher_logits, weight):
@@ -237,7 +244,9 @@ class PhasedSampler(PathSampler):
                 f"sub-space of {self.samplers[index].space.size:,} archs ({json.dumps(phase.restrict)})")
 
     def state_dict(self) -> dict[str, Any]:
-        teacher = self.teacher.state_dict() if self.teacher is not None else self._teacher_state
+        teacher = None
+        if self.teacher_phase is not None:  # a file's teacher is read from its file again on resume
+            teacher = self.teacher.state_dict() if self.teacher is not None else self._teacher_state
         return {**super().state_dict(), "epoch": self.epoch,
                 "phases": {str(i): inner.state_dict() for i, inner in enumerate(self.samplers)},
                 **({"teacher": teacher} if teacher is not None else {})}
@@ -250,4 +259,36 @@ class PhasedSampler(PathSampler):
         self.epoch = int(state["epoch"])
         for i, inner in enumerate(self.samplers):
             inner.load_state_dict(state["phases"][str(i)])
-        self.teacher, self._teacher_state = None, state.get("teacher")  # rebuilt on the supernet at the next step
+        if self.teacher_phase is not None:  # rebuilt on the supernet at the next step
+            self.teacher, self._teacher_state = None, state.get("teacher")
+
+
+def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
+    """A fixed teacher from a file (``export:<dir>`` or ``torchvision:<model>:<state_dict.pt>``), frozen in eval
+    mode on the CPU; raises :class:`ConfigError` naming what is wrong."""
+    from nasframe.errors import NasframeError
+
+    kind, _, rest = source.partition(":")
+    try:
+        if kind == "export":
+            from nasframe.export.load import load_export
+
+            network = load_export(rest)
+        elif kind == "torchvision":
+            import torchvision
+
+            name, _, path = rest.partition(":")
+            if name not in torchvision.models.list_models():
+                raise ConfigError(f"sampler.teacher: torchvision has no model {name!r}")
+            network = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+            network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            raise ConfigError(f"sampler.teacher={source!r}: give phase:<name>, export:<dir> or "
+                              "torchvision:<model>:<state_dict.pt>")
+    except ConfigError:
+        raise
+    except (NasframeError, OSError, RuntimeError) as exc:  # a missing or unreadable export, a state dict that does not fit
+        raise ConfigError(f"sampler.teacher={source}: {str(exc).splitlines()[0]}") from None
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network.eval()
