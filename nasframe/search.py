@@ -457,7 +457,8 @@ def _select_and_export(
     timings = {"train": train_seconds, "select": select_seconds, "baselines": time.perf_counter() - baselines_started,
                "total": time.perf_counter() - started}
     (run_dir / "report.md").write_text(
-        render_report(cfg, space, data.summary(), history, result, outcome, timings, setup.constraints, baselines)
+        render_report(cfg, space, data.summary(), history, result, outcome, timings, setup.constraints, baselines,
+                      trainer.sampler.describe_schedule())
     )
     summary = {
         "space": cfg.space.name, "dataset": cfg.dataset.name, "sampler": cfg.sampler.name, "selector": cfg.selector.name,
@@ -522,7 +523,9 @@ def render_report(
     timings: dict[str, float],
     constraints: Sequence[Constraint] = (),
     baselines: SearchBaselines | None = None,
+    schedule: str = "",
 ) -> str:
+    """The run's report.md; ``schedule`` is the sampler's own training schedule (phases), if any."""
     last = history[-1] if history else None
     latency = latency_source(constraints)
     lines = [
@@ -532,7 +535,7 @@ def render_report(
         f"- space: `{json.dumps(space.describe()['config'])}` ({cfg.space.name}, {space.size:,} archs)",
         f"- sampler: {cfg.sampler.name}; selector: {cfg.selector.name}; seed {cfg.seed}; torch {torch.__version__}",
         f"- supernet training: {cfg.trainer.epochs} epochs, batch {cfg.trainer.batch_size}, {cfg.trainer.optimizer} "
-        f"lr {cfg.trainer.lr} cosine"
+        + (f"in {schedule}" if schedule else f"lr {cfg.trainer.lr} cosine")
         + (f"; last epoch loss {last['loss']:.4f}, train accuracy {last['accuracy']:.2f}%" if last else ""),
         f"- selection: {len(result.history)} archs evaluated with inherited weights on the valid split"
         f" ({_recalibration(cfg, space)})",

@@ -82,6 +82,7 @@ def _run(tmp_path: Path, name: str, *extra: str) -> dict:
 @pytest.mark.slow
 def test_phases_chain_in_one_run_and_resume_mid_phase_exactly(tmp_path: Path) -> None:
     whole = _run(tmp_path, "whole")
+    assert "sgd in 2 phases: largest 1 ep, lr 0.05" in (tmp_path / "whole" / "report.md").read_text()
     _run(tmp_path, "stopped", "trainer.stop_after_epoch=2")  # in the middle of the second phase
     resumed = _run(tmp_path, "stopped")
     assert whole["epoch"] == resumed["epoch"] == 3 and whole["schedule_start"] == resumed["schedule_start"] == 1
@@ -200,3 +201,9 @@ def test_a_teacher_from_a_file_distils_into_every_step_of_its_phases(tiny_space,
                             ("hub:x", "give phase:<name>, export:<dir> or torchvision")):
         with pytest.raises(ConfigError, match=message):
             build_sampler({"name": "phased", "phases": phases, "teacher": source}, tiny_space, seed=0)
+
+
+def test_the_report_describes_the_phases(tiny_space) -> None:
+    text = phased(tiny_space).describe_schedule()
+    assert text.startswith("2 phases: largest 1 ep, lr 0.05 [1 archs, uniform]")
+    assert "all 2 ep, lr 0.02 (warm-up 1) [15,625 archs, uniform, 2 paths/step]" in text

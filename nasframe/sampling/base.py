@@ -101,6 +101,11 @@ class PathSampler(Configurable, ABC):
         default): one cosine schedule over the whole run."""
         return None
 
+    def describe_schedule(self) -> str:
+        """The training schedule the sampler sets (its phases), for reports; empty when the run has one cosine
+        schedule at ``trainer.lr``."""
+        return ""
+
     def end_epoch(self, epoch: int, epochs: int) -> None:
         """Called after epoch ``epoch`` (0-based) of ``epochs``; adaptive samplers update here."""
 

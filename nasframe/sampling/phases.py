@@ -243,6 +243,19 @@ class PhasedSampler(PathSampler):
                 f"warm-up {phase.warmup_epochs}, sampler {phase.sampler.get('name', 'uniform')}, "
                 f"sub-space of {self.samplers[index].space.size:,} archs ({json.dumps(phase.restrict)})")
 
+    def describe_schedule(self) -> str:
+        parts = []
+        for phase, inner in zip(self.config.phases, self.samplers):
+            extras = [f"{inner.space.size:,} archs", phase.sampler.get("name", "uniform")]
+            extras += [f"{phase.sampler['paths_per_step']} paths/step"] if phase.sampler.get("paths_per_step", 1) > 1 else []
+            extras += [f"kd {phase.kd_ratio}"] if phase.kd_ratio else []
+            extras += ["channels sorted"] if phase.sort_channels else []
+            lr = phase.lr if phase.lr is not None else "trainer.lr"
+            parts.append(f"{phase.name or 'phase'} {phase.epochs} ep, lr {lr}"
+                         + (f" (warm-up {phase.warmup_epochs})" if phase.warmup_epochs else "") + f" [{', '.join(extras)}]")
+        teacher = f"; teacher {self.config.teacher}" if self.config.teacher else ""
+        return f"{len(parts)} phases: " + "; ".join(parts) + teacher
+
     def state_dict(self) -> dict[str, Any]:
         teacher = None
         if self.teacher_phase is not None:  # a file's teacher is read from its file again on resume
