@@ -291,13 +291,12 @@ def output_dir_problem(config_name: str, args: Sequence[str]) -> str | None:
 def unfinished_sweep_jobs(sweep_dir: Path) -> list[str]:
     """One line per job of a sweep that has no outcome (killed, cancelled, failed): its directory, overrides and
     how far it got, as ``nasframe gather`` lists them."""
-    from nasframe.gather import describe_unfinished, find_runs
+    from nasframe.gather import describe_unfinished, find_runs, unfinished_line
 
     if not sweep_dir.is_dir():
         return []
     _, unfinished = find_runs(sweep_dir)
-    return [f"{u['run']} ({' '.join(u['overrides']) or 'no overrides recorded'}): {u['progress']}"
-            for u in (describe_unfinished(run, sweep_dir) for run in unfinished)]
+    return [unfinished_line(describe_unfinished(run, sweep_dir)) for run in unfinished]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasframe.errors import CheckpointError, ConfigError, NasframeError
-from nasframe.sampling.fewshot_jobs import merge_runs
+from nasframe.sampling.fewshot_jobs import merge_runs, part_of
 from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_resume
 
 if TYPE_CHECKING:
@@ -99,10 +99,11 @@ def part_finished(part_dir: Path, index: int, epochs: int) -> bool:
     if not (part_dir / CHECKPOINT_NAME).is_file():
         return False
     try:
-        state = load_checkpoint(part_dir)
-    except CheckpointError:
+        state = load_checkpoint(part_dir, mmap=True)  # the epoch and the sampler state only
+        trained, _ = part_of(state, part_dir)
+    except CheckpointError:  # unreadable, not split yet, or the one-shot checkpoint it was seeded with
         return False
-    return json.loads(state["sampler"].get("train_only", "null")) == index and state["epoch"] == epochs
+    return trained == index and state["epoch"] == epochs
 
 
 def _seed_part(oneshot_dir: Path, part_dir: Path) -> None:

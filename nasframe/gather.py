@@ -5,8 +5,8 @@ row: its Hydra overrides (``.hydra/overrides.yaml``), the selected arch and its 
 Runs that started (a checkpoint or Hydra's ``.hydra`` record) but have no outcome (stopped early, killed,
 cancelled, still running) are listed as unfinished by name (their overrides) with how far they got, so a sweep
 never silently loses a job; rerunning the sweep with ``resume=auto`` continues exactly those. A directory inside
-another run's directory (the parts of a few-shot ``sampler.budget=per_part`` run) belongs to that run. Rows that differ only in ``seed`` are summarised as mean ± standard deviation. With a
-tabular benchmark for the runs' space (``--benchmark nb201``), each selected arch's true accuracy is added.
+another run's directory (the parts of a few-shot ``sampler.budget=per_part`` run) belongs to that run. Rows that
+differ only in ``seed`` are summarised as mean ± standard deviation. With a tabular benchmark for the runs' space (``--benchmark nb201``), each selected arch's true accuracy is added.
 Writes ``gather.md`` and ``gather.json`` into ``DIR`` (or ``--out``).
 """
 
@@ -44,7 +44,7 @@ def progress_of(run: Path) -> str:
     if not (run / CHECKPOINT_NAME).is_file():
         return "no checkpoint (it stopped before its first one, or is still starting)"
     try:
-        state = load_checkpoint(run)
+        state = load_checkpoint(run, mmap=True)  # the epoch only
     except CheckpointError as exc:
         return f"unreadable checkpoint ({exc})"
     total = state.get("schedule", {}).get("epochs")
@@ -54,6 +54,11 @@ def progress_of(run: Path) -> str:
 def describe_unfinished(run: Path, root: Path) -> dict[str, Any]:
     """An unfinished run by name: its directory, its overrides and how far it got."""
     return {"run": str(run.relative_to(root)) or ".", "overrides": overrides_of(run), "progress": progress_of(run)}
+
+
+def unfinished_line(unfinished: dict[str, Any]) -> str:
+    """One line for an unfinished run of :func:`describe_unfinished`: directory (overrides): progress."""
+    return f"{unfinished['run']} ({' '.join(unfinished['overrides']) or 'no overrides recorded'}): {unfinished['progress']}"
 
 
 def overrides_of(run: Path) -> list[str]:
@@ -153,8 +158,7 @@ def render(root: Path, rows: list[dict[str, Any]], unfinished: list[dict[str, An
     if unfinished:
         lines += ["", "## Unfinished (no outcome: rerun the sweep with `resume=auto`, or one run with "
                   "`nasframe search resume=DIR`)", ""]
-        lines += [f"- {u['run']} ({' '.join(u['overrides']) or 'no overrides recorded'}): {u['progress']}"
-                  for u in unfinished]
+        lines += [f"- {unfinished_line(u)}" for u in unfinished]
     return "\n".join(lines) + "\n"
 
 

@@ -54,7 +54,7 @@ def params_of(space, archs) -> np.ndarray:
     return np.array([sum(p.numel() for p in space.build_subnet(a).parameters()) for a in archs], dtype=float)
 
 
-def curves(space, table, archs, measured, params, sizes, seeds, backbone=None) -> list[dict]:
+def curves(table, archs, measured, params, sizes, seeds, backbone=None) -> list[dict]:
     """Every model fitted on N measured archs (seeded draws, the same draw for every model) and scored on the rest."""
     matrix = table.encoder.encode(archs)
     rows = []
@@ -62,8 +62,7 @@ def curves(space, table, archs, measured, params, sizes, seeds, backbone=None) -
         for seed in seeds:
             order = np.random.default_rng(seed).permutation(len(archs))
             train, test = order[:n], order[n:]
-            models = {"additive": None, "interaction": None, **({"transfer": None} if backbone is not None else {})}
-            for name in models:
+            for name in ("additive", "interaction", *(("transfer",) if backbone is not None else ())):
                 model = fit_model(name, table.encoder.choices, matrix[train], measured[train], table.key, seed=seed,
                                   table=table, arch_map=table.encoder.arch_map, backbone=backbone)
                 predicted = model.predict([archs[i] for i in test])
@@ -122,7 +121,7 @@ def main() -> None:
             backbone = TransferBackbone.pretrain(space.choices, TermEncoder(space.choices).encode(table_archs), columns,
                                                  seed=0)
         sizes = [n for n in args.sizes if n <= len(archs) - 20]
-        rows = curves(space, table, archs, measured, params_of(space, archs), sizes, args.seeds, backbone)
+        rows = curves(table, archs, measured, params_of(space, archs), sizes, args.seeds, backbone)
         for row in rows:
             row["space"] = name
         report["rows"] += rows

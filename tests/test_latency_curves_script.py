@@ -21,7 +21,7 @@ def test_curves_fit_on_n_and_score_on_the_rest(load_script, monkeypatch) -> None
     scored = []
     original = script.latency_metrics
     monkeypatch.setattr(script, "latency_metrics", lambda p, m: scored.append(len(m)) or original(p, m))
-    rows = script.curves(space, table, archs, measured, params, [10, 20], [0, 1])
+    rows = script.curves(table, archs, measured, params, [10, 20], [0, 1])
     assert {r["model"] for r in rows} == {"additive", "interaction", "baseline: affine in #params"}
     assert scored == [20] * 6 + [10] * 6  # 3 models x 2 draws at N=10 scored on 20 archs, then at N=20 on 10
     additive = [r for r in rows if r["model"] == "additive"]

@@ -25,7 +25,6 @@ from scipy import stats
 
 import logging
 
-from nasframe.core.arch import Arch
 from nasframe.errors import ConfigError
 from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator
 from nasframe.evaluation.surrogate import one_hot
@@ -102,7 +101,6 @@ class PredictorEvaluator(SupernetEvaluator):
     def __call__(self, arch: Mapping[str, str]) -> float:
         if self.model is None:
             self.fit()
-        arch = arch if isinstance(arch, Arch) else Arch(arch)
         return float(self.model.predict(self.encode([arch]))[0])
 
     def clear_cache(self) -> None:

@@ -6,8 +6,9 @@ to do its own work (DARTS's architecture step, the sandwich rule's several paths
 strictly fair paths) through the trainer's :class:`~nasframe.training.step.StepContext`. Every other capability
 the trainer or a selector uses is declared here, with its default: ``needs_arch_batches``, ``to``,
 ``before_update`` (gradient statistics, PA&DA), ``observe``, ``end_epoch``, ``data_order``, ``restructure`` /
-``rebuild`` (few-shot splits), ``trains_one_part``, ``trains_parts_as_jobs``, ``schedule_segment`` (phases). All sampler state, random stream included, is in
-``state_dict`` so that a resumed run continues the same sequence of paths.
+``rebuild`` (few-shot splits), ``trains_one_part``, ``trains_parts_as_jobs``, ``schedule_segment`` and
+``describe_schedule`` (phases). All sampler state, random stream included, is in ``state_dict`` so that a resumed
+run continues the same sequence of paths.
 """
 
 from __future__ import annotations

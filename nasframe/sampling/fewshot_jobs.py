@@ -20,7 +20,7 @@ from nasframe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_
 PREFIX = "supernets."
 
 
-def _part_of(state: dict[str, Any], source: Path) -> tuple[int, str]:
+def part_of(state: dict[str, Any], source: Path) -> tuple[int, str]:
     """The sub-supernet index a job trained, and its split (partition + decisions) as a comparable string."""
     sampler = state.get("sampler", {})
     if "partition" not in sampler or json.loads(sampler["partition"]) is None:
@@ -42,7 +42,7 @@ def merge_runs(runs: list[Path], out: Path) -> Path:
     parts: dict[int, tuple[Path, dict[str, Any]]] = {}
     split = None
     for source, state in states:
-        index, this_split = _part_of(state, source)
+        index, this_split = part_of(state, source)
         if state["space"] != first["space"] or state["schedule"] != first["schedule"]:
             raise CheckpointError(f"{source} and {first_source} come from different spaces or schedules")
         if split is not None and this_split != split:

@@ -104,11 +104,13 @@ class PhasedSampler(PathSampler):
         start = 0
         for index, phase in enumerate(phases):
             where = f"sampler.phases[{index}]"
-            if phase.epochs < 1 or phase.warmup_epochs < 0 or phase.warmup_epochs >= phase.epochs + (phase.epochs == 0):
+            if phase.epochs < 1 or not 0 <= phase.warmup_epochs < phase.epochs:
                 raise ConfigError(f"{where}: need epochs >= 1 and 0 <= warmup_epochs < epochs "
                                   f"(got {phase.epochs}, {phase.warmup_epochs})")
             if phase.lr is not None and phase.lr <= 0:
                 raise ConfigError(f"{where}.lr must be > 0 (or null: trainer.lr)")
+            if phase.kd_ratio < 0:
+                raise ConfigError(f"{where}.kd_ratio must be >= 0")
             inner = build_sampler(phase.sampler, restrict_by_patterns(space, phase.restrict, where), seed + index)
             if isinstance(inner, PhasedSampler) or inner.needs_arch_batches or inner.data_order(1) is not None \
                     or type(inner).restructure is not PathSampler.restructure:
@@ -127,8 +129,6 @@ class PhasedSampler(PathSampler):
         """The index of the teacher's phase; checks that it is one arch and precedes every distilling phase."""
         cfg = self.config
         distilling = [i for i, phase in enumerate(cfg.phases) if phase.kd_ratio > 0]
-        if any(cfg.phases[i].kd_ratio < 0 for i in range(len(cfg.phases))):
-            raise ConfigError("sampler.phases: kd_ratio must be >= 0")
         if cfg.teacher is None:
             if distilling:
                 raise ConfigError(f"sampler.phases[{distilling[0]}].kd_ratio > 0 needs a teacher: sampler.teacher="
@@ -138,7 +138,7 @@ class PhasedSampler(PathSampler):
             self.teacher = load_teacher(cfg.teacher, self.space.data.num_classes)
             return None
         names = [phase.name for phase in cfg.phases]
-        name = cfg.teacher[len(TEACHER_PREFIX):] if cfg.teacher.startswith(TEACHER_PREFIX) else None
+        name = cfg.teacher[len(TEACHER_PREFIX):]
         if name not in names:
             raise ConfigError(f"sampler.teacher={cfg.teacher!r}: give phase:<name> with one of the phases' names "
                               f"({', '.join(n or '(unnamed)' for n in names)})")
@@ -190,12 +190,10 @@ class PhasedSampler(PathSampler):
         from nasframe.export.extract import extract
 
         space = self.samplers[self.teacher_phase].space
-        network = extract(space, supernet, next(iter(space.enumerate())))
+        network = extract(space, supernet, next(iter(space.enumerate())))  # on the supernet's device
         if state is not None:
             network.load_state_dict(state)
-        for parameter in network.parameters():
-            parameter.requires_grad_(False)
-        return network.eval()
+        return frozen(network)
 
     # -- the step: the current phase's method --------------------------------------------------------------
     def sample(self) -> Arch:
@@ -209,7 +207,6 @@ class PhasedSampler(PathSampler):
             if self._teacher_state is None:
                 raise ConfigError("sampler.teacher: the teacher's phase has not been trained in this run")
             self.teacher = self._frozen_path(step.supernet, self._teacher_state)
-        self.teacher.to(x.device)
         with torch.no_grad(), step.autocast():
             teacher_logits = self.teacher(x)
         with step.distilling(teacher_logits, weight):
@@ -222,8 +219,12 @@ class PhasedSampler(PathSampler):
         self.current.observe(trained, stats)
 
     def to(self, device: torch.device | str) -> PhasedSampler:
+        """The phases' samplers and a teacher read from a file go to the supernet's device (a phase's teacher is
+        extracted from the supernet, on its device)."""
         for inner in self.samplers:
             inner.to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
         return self
 
     def end_epoch(self, epoch: int, epochs: int) -> None:
@@ -235,26 +236,27 @@ class PhasedSampler(PathSampler):
         writer.add_scalar("sampler/phase", self.phase_of(min(self.epoch, self.total_epochs - 1)), epoch)
         self.current.log_to(writer, epoch)
 
+    def _phase_text(self, index: int) -> str:
+        """One phase in a line: name, epochs, lr, warm-up, its sub-space's size, method, distillation, sorting."""
+        phase, inner = self.config.phases[index], self.samplers[index]
+        extras = [f"{inner.space.size:,} archs", phase.sampler.get("name", "uniform")]
+        extras += [f"{phase.sampler['paths_per_step']} paths/step"] if phase.sampler.get("paths_per_step", 1) > 1 else []
+        extras += [f"kd {phase.kd_ratio}"] if phase.kd_ratio else []
+        extras += ["channels sorted"] if phase.sort_channels else []
+        lr = phase.lr if phase.lr is not None else "trainer.lr"
+        return (f"{phase.name or 'phase'} {phase.epochs} ep, lr {lr}"
+                + (f" (warm-up {phase.warmup_epochs})" if phase.warmup_epochs else "") + f" [{', '.join(extras)}]")
+
     def describe_structure(self) -> str:
         index = self.phase_of(self.epoch)
-        phase = self.config.phases[index]
-        return (f"phase {index + 1} of {len(self.starts)} ({phase.name or 'unnamed'}): epochs {self.starts[index] + 1}-"
-                f"{self.starts[index] + phase.epochs}, lr {phase.lr if phase.lr is not None else 'trainer.lr'}, "
-                f"warm-up {phase.warmup_epochs}, sampler {phase.sampler.get('name', 'uniform')}, "
-                f"sub-space of {self.samplers[index].space.size:,} archs ({json.dumps(phase.restrict)})")
+        start = self.starts[index]
+        return (f"phase {index + 1} of {len(self.starts)}, epochs {start + 1}-{start + self.config.phases[index].epochs}: "
+                f"{self._phase_text(index)}, restrict {json.dumps(self.config.phases[index].restrict)}")
 
     def describe_schedule(self) -> str:
-        parts = []
-        for phase, inner in zip(self.config.phases, self.samplers):
-            extras = [f"{inner.space.size:,} archs", phase.sampler.get("name", "uniform")]
-            extras += [f"{phase.sampler['paths_per_step']} paths/step"] if phase.sampler.get("paths_per_step", 1) > 1 else []
-            extras += [f"kd {phase.kd_ratio}"] if phase.kd_ratio else []
-            extras += ["channels sorted"] if phase.sort_channels else []
-            lr = phase.lr if phase.lr is not None else "trainer.lr"
-            parts.append(f"{phase.name or 'phase'} {phase.epochs} ep, lr {lr}"
-                         + (f" (warm-up {phase.warmup_epochs})" if phase.warmup_epochs else "") + f" [{', '.join(extras)}]")
         teacher = f"; teacher {self.config.teacher}" if self.config.teacher else ""
-        return f"{len(parts)} phases: " + "; ".join(parts) + teacher
+        return (f"{len(self.starts)} phases: " + "; ".join(self._phase_text(i) for i in range(len(self.starts)))
+                + teacher)
 
     def state_dict(self) -> dict[str, Any]:
         teacher = None
@@ -278,7 +280,7 @@ class PhasedSampler(PathSampler):
 
 def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
     """A fixed teacher from a file (``export:<dir>`` or ``torchvision:<model>:<state_dict.pt>``), frozen in eval
-    mode on the CPU; raises :class:`ConfigError` naming what is wrong."""
+    mode on the CPU (the sampler's ``to`` moves it to the supernet's device); raises :class:`ConfigError` naming what is wrong."""
     from nasframe.errors import NasframeError
 
     kind, _, rest = source.partition(":")
@@ -302,6 +304,11 @@ def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
         raise
     except (NasframeError, OSError, RuntimeError) as exc:  # a missing or unreadable export, a state dict that does not fit
         raise ConfigError(f"sampler.teacher={source}: {str(exc).splitlines()[0]}") from None
+    return frozen(network)
+
+
+def frozen(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` in eval mode with no parameter requiring a gradient: a fixed teacher."""
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     return network.eval()

@@ -90,11 +90,12 @@ def resolve_resume(resume: str | None, run_dir: str | Path | None) -> Path | Non
     return own
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``), with a clear error for corrupt or foreign files."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``), with a clear error for corrupt or foreign files.
+    ``mmap=True`` maps the tensors instead of reading them: for callers that read only the epoch or sampler state."""
     path = resolve_checkpoint(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data ({exc})".splitlines()[0]) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:

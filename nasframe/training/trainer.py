@@ -119,6 +119,10 @@ class SupernetTrainer:
         if segment is None or segment.start != self.epoch or self._schedule_start == self.epoch:
             return
         self._make_optimizer(from_epoch=self.epoch)
+        self._log_structure()
+
+    def _log_structure(self) -> None:
+        """The sampler's new structure or phase, to the log and TensorBoard."""
         text = self.sampler.describe_structure()
         log.info("epoch %d: %s", self.epoch, text)
         if self.writer is not None:
@@ -139,10 +143,7 @@ class SupernetTrainer:
         # graphs are reused, not rebuilt: the sub-supernets' parts have the same shapes)
         self.compiled_parts = compile_fixed_parts(self.supernet, self.config.compile)
         self._make_optimizer(from_epoch=self.epoch)  # fresh optimiser and cosine schedule, as few-shot NAS does
-        text = self.sampler.describe_structure()
-        log.info("epoch %d: %s", self.epoch, text)
-        if self.writer is not None:
-            self.writer.add_text("sampler/structure", text, self.epoch)
+        self._log_structure()
 
     # -- the step ------------------------------------------------------------------------------------
     def train_step(
