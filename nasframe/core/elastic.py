@@ -8,7 +8,8 @@ holds the weights of its largest configuration; the active configuration uses a 
   ``active`` channels of the widest layer;
 * kernel (:class:`ElasticDepthwiseConv2d`): the centre ``k x k`` crop of the largest kernel, optionally passed
   through OFA's kernel transformation matrices (off by default);
-* depth (:class:`ElasticSequential`): the first ``active_depth`` blocks; the rest are skipped.
+* depth (:class:`ElasticSequential`): the first ``active_depth`` blocks; the rest are skipped;
+* resolution (:class:`ElasticInputResize`): the input images resized to the active resolution.
 
 Slices are views (no copies per option, no masks, no multiplications by zero), so the active path costs about
 what the standalone layer costs. The active sizes are plain integer attributes (``active_*``) that an
@@ -57,6 +58,12 @@ class ElasticLayer(nn.Module):
         """The active slice of the parameters and persistent buffers, keyed as the standalone layer's."""
         raise NotImplementedError
 
+    def active_regions(self) -> dict[str, tuple[slice, ...]]:
+        """Name of each parameter held directly by this layer that the active configuration runs -> the region of
+        it that runs (one slice per dimension). A parameter left out runs whole, or not at all when it has no
+        gradient; layers that hold no parameters of their own (depth, squeeze-excite) give none."""
+        return {}
+
     def check_dim(self, attribute: str, value: int) -> None:
         dims = self.elastic_dims()
         if attribute not in dims:
@@ -98,6 +105,12 @@ class ElasticConv2d(ElasticLayer):
 
     def active_bias(self) -> torch.Tensor | None:
         return None if self.bias is None else self.bias[: self.active_out]
+
+    def active_regions(self) -> dict[str, tuple[slice, ...]]:
+        regions = {"weight": (slice(0, self.active_out), slice(0, self.active_in))}
+        if self.bias is not None:
+            regions["bias"] = (slice(0, self.active_out),)
+        return regions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.active_weight(), self.active_bias(), self.stride, self.padding)
@@ -166,6 +179,15 @@ class ElasticDepthwiseConv2d(ElasticLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.active_weight(), None, self.stride, self.active_kernel // 2, 1, self.active_channels)
 
+    def active_regions(self) -> dict[str, tuple[slice, ...]]:
+        """The first channels, and the centre crop of the largest kernel that the active kernel is taken from
+        (itself, or with the kernel transformation the next smaller size in its chain, whose matrices run whole)."""
+        cropped = self.active_kernel
+        if self.transforms is not None and self.active_kernel != self.max_kernel:
+            cropped = max(k for k in self.kernel_sizes if k < self.max_kernel)
+        crop = center_slice(self.max_kernel, cropped)
+        return {"weight": (slice(0, self.active_channels), slice(None), crop, crop)}
+
     def active_state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
         return {prefix + "weight": self.active_weight()}
 
@@ -214,6 +236,11 @@ class ElasticBatchNorm2d(nn.BatchNorm2d, ElasticLayer):
             self._slice(self.running_var) if pass_buffers else None,
             self._slice(self.weight), self._slice(self.bias), use_batch_stats, factor, self.eps,
         )
+
+    def active_regions(self) -> dict[str, tuple[slice, ...]]:
+        if not self.affine:
+            return {}
+        return {"weight": (slice(0, self.active_features),), "bias": (slice(0, self.active_features),)}
 
     def active_state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
@@ -286,6 +313,56 @@ class ElasticSqueezeExcite(ElasticLayer):
 
     def standalone(self) -> SqueezeExcite:
         return SqueezeExcite(self.active_channels, self.reduction, self.divisor)
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) resized to ``size x size`` (bilinear, antialiased when shrinking, as torchvision's
+    ``Resize``); unchanged when it already has that size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < min(x.shape[-2:]))
+
+
+class InputResize(nn.Module):
+    """The first layer of a network searched with elastic resolution: its input resized to ``size x size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return resize_images(x, self.size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+class ElasticInputResize(ElasticLayer):
+    """Elastic resolution (Once-for-All; BigNAS): the network runs on its input resized to
+    ``active_resolution x active_resolution``, one of ``resolutions``. A choice of the arch like any other, so a
+    sampler draws it per path and step (per batch), and BN recalibration, latency and export see the resolution
+    the arch runs at. It holds no weights; its standalone counterpart is :class:`InputResize`."""
+
+    def __init__(self, resolutions: Sequence[int]) -> None:
+        super().__init__()
+        self.resolutions = tuple(sorted(int(r) for r in resolutions))
+        self.active_resolution = self.resolutions[-1]
+
+    def elastic_dims(self) -> dict[str, Container[int]]:
+        return {"active_resolution": frozenset(self.resolutions)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return resize_images(x, self.active_resolution)
+
+    def active_state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        return {}
+
+    def standalone(self) -> InputResize:
+        return InputResize(self.active_resolution)
+
+    def extra_repr(self) -> str:
+        return f"resolutions={self.resolutions}, active {self.active_resolution}"
 
 
 class ElasticSequential(nn.Sequential, ElasticLayer):

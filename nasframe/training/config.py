@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nasframe.errors import ConfigError
+from nasframe.training.active_step import ActiveRegions, ActiveSliceSGD
 from nasframe.training.compile import check_compile_mode
 
 
@@ -26,6 +27,9 @@ class TrainerConfig:
     weight_decay: float = 5e-4
     decay_norm_and_bias: bool = True  # false: no weight decay on 1-d parameters (normalisation scales/shifts and
     # biases), as Once-for-All and most ImageNet recipes train; true: every parameter decays
+    active_slices: bool = True  # elastic supernets with SGD: the step updates only the slices of each weight that
+    # ran (gradient, weight decay and momentum), so weights off the path stay unchanged (active_step.py); false:
+    # whole tensors, as a plain optimiser does
     label_smoothing: float = 0.0  # > 0: label-smoothed cross-entropy on labels (OFA: 0.1); distillation targets unchanged
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     log_every: int = 10  # steps between TensorBoard scalars
@@ -74,15 +78,19 @@ def weight_decay_groups(parameters: list[nn.Parameter], weight_decay: float, dec
     return [group for group in ({"params": decayed}, {"params": undecayed, "weight_decay": 0.0}) if group["params"]]
 
 
-def build_optimizer(cfg: TrainerConfig, parameters: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """The configured optimiser (SGD with momentum, or Adam with L2 weight decay) over ``parameters`` at ``lr``."""
+def build_optimizer(cfg: TrainerConfig, parameters: list[nn.Parameter], lr: float,
+                    regions: ActiveRegions | None = None) -> torch.optim.Optimizer:
+    """The configured optimiser (SGD with momentum, or Adam with L2 weight decay) over ``parameters`` at ``lr``;
+    with ``regions`` (the model's elastic layers) and ``cfg.active_slices``, SGD steps only the active slices."""
     impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(cfg.sgd_impl, {})
     groups = weight_decay_groups(parameters, cfg.weight_decay, cfg.decay_norm_and_bias)
+    sgd = dict(lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd" and cfg.active_slices and regions:
+        return ActiveSliceSGD(groups, regions, **sgd)
     try:
         if cfg.optimizer == "adam":
             return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay, **impl)
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum,
-                                    nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay, **impl)
+        optimizer = torch.optim.SGD(groups, **sgd, **impl)
     except RuntimeError as exc:
         raise ConfigError(f"trainer.sgd_impl={cfg.sgd_impl} is not available here: {exc}") from None
     if cfg.sgd_impl == "fused" and cfg.momentum > 0:

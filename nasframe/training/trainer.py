@@ -4,7 +4,8 @@ Each step the sampler computes the gradients (:meth:`~nasframe.sampling.base.Pat
 by default; several, an architecture step or distillation where the method says so) and the trainer takes one
 optimiser step (:meth:`SupernetTrainer.apply_step`). Gradients are set to ``None`` (not zero) before each step, so
 SGD (or Adam) leaves the weights of inactive ops untouched: no momentum or weight decay moves a weight that was
-not on the path, as in single-path one-shot training.
+not on the path, as in single-path one-shot training. In an elastic supernet a path runs slices of shared
+tensors; there SGD steps only the slices that ran (:mod:`nasframe.training.active_step`, ``trainer.active_slices``).
 The learning rate follows a cosine schedule per step. A checkpoint holds the model, optimiser, scheduler,
 sampler and loader states and the torch RNG states, so that training resumed from it follows the same
 trajectory as uninterrupted training.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from nasframe.core.modules import Supernet
 from nasframe.data.base import CyclingBatches, InMemoryLoader
 from nasframe.errors import CheckpointError, ConfigError
 from nasframe.sampling.base import PathSampler
+from nasframe.training.active_step import ActiveRegions
 from nasframe.training.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_atomic
 from nasframe.training.compile import compile_fixed_parts
 from nasframe.training.config import TrainerConfig, build_optimizer, warmup_cosine
@@ -130,7 +133,7 @@ class SupernetTrainer:
 
     def build_optimizer(self, lr: float) -> torch.optim.Optimizer:
         """A fresh optimiser over the supernet's parameters with the configured settings at learning rate ``lr``."""
-        return build_optimizer(self.config, list(self.supernet.parameters()), lr)
+        return build_optimizer(self.config, list(self.supernet.parameters()), lr, ActiveRegions(self.supernet))
 
     def restructure(self) -> None:
         """Let the sampler change the supernet's structure at an epoch boundary (few-shot splits)."""
@@ -165,7 +168,9 @@ class SupernetTrainer:
         step of ``optimizer`` (the schedule is the caller's)."""
         optimizer.zero_grad(set_to_none=True)
         self.step.supernet = self.supernet
-        result = sampler.train_step(self.step, *self.step.local_input(x, y))
+        regions = getattr(optimizer, "regions", None)  # an active-slice step records which slices run
+        with regions.recording() if regions is not None else nullcontext():
+            result = sampler.train_step(self.step, *self.step.local_input(x, y))
         self.distributed.average_gradients(self.supernet.parameters())
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.grad_clip)
