@@ -27,9 +27,13 @@ in all): 32x32 -> 32x32 (stem, first block, stage 1) -> 16x16 (stage 2) -> 8x8 (
 Channel counts are multiplied by ``width_mult`` and rounded to multiples of 8, as MobileNetV3 does;
 ``head_channels`` is taken as given.
 
+Elastic resolution (``resolutions``, off by default; OFA samples 128..224 for 224x224 ImageNet): a choice
+``resolution`` whose option resizes the input images (bilinear) before the stem, in the supernet and in the
+standalone subnet, so that training draws it per batch and BN recalibration, latency and the export run at it.
+
 Native string: ``d<depth>,<depth>,...|k<kernel>e<expand>,...|...``: the stage depths, then one group per stage
-listing its active blocks, e.g. ``d2,3,2,2,2|k3e4,k5e6|k7e3,k3e3,k5e4|...``. It names only active blocks, so it
-reads back as the canonical arch.
+listing its active blocks, e.g. ``d2,3,2,2,2|k3e4,k5e6|k7e3,k3e3,k5e4|...``; with elastic resolution prefixed by
+``r<resolution>|`` (``r28|d2,3,...``). It names only active blocks, so it reads back as the canonical arch.
 
 The supernet is built from the elastic layers of :mod:`nasframe.core.elastic` (kernel: centre crop of the 7x7
 kernel, optionally OFA's kernel transformation, ``kernel_transform``; expand ratio: the first channels of the
@@ -58,9 +62,11 @@ from nasframe.core.elastic import (
     ElasticChoice,
     ElasticConv2d,
     ElasticDepthwiseConv2d,
+    ElasticInputResize,
     ElasticLayer,
     ElasticSequential,
     ElasticSqueezeExcite,
+    InputResize,
     SqueezeExcite,
     make_divisible,
 )
@@ -71,6 +77,7 @@ from nasframe.errors import ConfigError, InvalidArchError
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish}
 CHANNEL_DIVISOR = 8  # MobileNetV3 / OFA round every width to a multiple of 8
 FIRST_BLOCK_KERNEL = 3
+RESOLUTION = "resolution"  # the choice of elastic resolution (only with space.resolutions)
 
 
 def depth_choice(stage: int) -> str:
@@ -168,11 +175,13 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV3Network(nn.Module):
-    """Stem, the fixed first block, the ``stages`` (built by the caller: plain or elastic), the head."""
+    """The input resize (elastic resolution; otherwise none), stem, the fixed first block, the ``stages`` (built by
+    the caller: plain or elastic), the head."""
 
     def __init__(self, layout: Layout, stages: Sequence[nn.Module], make_bn: Callable[[int], nn.Module],
-                 dropout: float) -> None:
+                 dropout: float, resize: nn.Module | None = None) -> None:
         super().__init__()
+        self.resize = resize if resize is not None else nn.Identity()
         c = layout.stem_channels
         self.stem = ConvBNAct(nn.Conv2d(layout.in_channels, c, 3, layout.stem_stride, 1, bias=False), make_bn(c),
                               nn.Hardswish())
@@ -194,7 +203,7 @@ class MobileNetV3Network(nn.Module):
         self.classifier = nn.Linear(layout.head_channels, layout.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.first_block(self.stem(x))
+        x = self.first_block(self.stem(self.resize(x)))
         for stage in self.stages:
             x = stage(x)
         x = self.final_expand(x).mean((2, 3), keepdim=True)
@@ -206,8 +215,8 @@ class MobileNetSupernet(MobileNetV3Network, Supernet):
     :class:`ElasticChoice` per choice of the space (in ``elastic_choices``) that sets the layers' active sizes."""
 
     def __init__(self, layout: Layout, stages: Sequence[ElasticSequential], make_bn: Callable[[int], nn.Module],
-                 dropout: float, bindings: Sequence[ElasticChoice]) -> None:
-        super().__init__(layout, stages, make_bn, dropout)
+                 dropout: float, bindings: Sequence[ElasticChoice], resize: ElasticInputResize | None = None) -> None:
+        super().__init__(layout, stages, make_bn, dropout, resize)
         self.elastic_choices = nn.ModuleDict({b.choice_name: b for b in bindings})
 
     supports_channel_sorting = True
@@ -244,6 +253,8 @@ class MobileNetConfig:
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
     kernel_transform: bool = False  # OFA's kernel transformation matrices (supernet only; see ElasticDepthwiseConv2d)
+    resolutions: List[int] = field(default_factory=list)  # elastic resolution: the input resized to one of these
+    # (a choice `resolution`; OFA: 128..224 in steps of 4 for 224x224 ImageNet); empty: inputs run as they come
 
 
 _BLOCK_RE = re.compile(r"^k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)$")
@@ -285,6 +296,8 @@ class MobileNetSpace(SearchSpace):
             ("dropout", 0.0 <= cfg.dropout < 1.0, "must be in [0, 1)"),
             ("bn_momentum", 0.0 <= cfg.bn_momentum <= 1.0, "must be in [0, 1]"),
             ("bn_eps", cfg.bn_eps > 0, "must be > 0"),
+            ("resolutions", all(r >= 1 for r in cfg.resolutions) and len(set(cfg.resolutions)) == len(cfg.resolutions),
+             "must be distinct sizes >= 1 (or empty: no elastic resolution)"),
         ]
         for key, ok, rule in rules:
             if not ok:
@@ -322,11 +335,17 @@ class MobileNetSpace(SearchSpace):
     def depths(self) -> list[int]:
         return sorted(self.config.depths)
 
+    @property
+    def resolutions(self) -> list[int]:
+        """The elastic resolutions, ascending (empty: no resolution choice)."""
+        return sorted(self.config.resolutions)
+
     def _make_choices(self) -> Sequence[Choice]:
         kernels = tuple(option_name(k) for k in self.kernel_sizes)
         expands = tuple(option_name(e) for e in self.expand_ratios)
-        choices = []
-        for stage in self.layout.stages:
+        stages = self.layout.stages  # checks the settings first
+        choices = [Choice(RESOLUTION, tuple(option_name(r) for r in self.resolutions))] if self.resolutions else []
+        for stage in stages:
             choices.append(Choice(depth_choice(stage.number), tuple(option_name(d) for d in self.depths)))
             for block in range(1, stage.max_depth + 1):
                 choices.append(Choice(kernel_choice(stage.number, block), kernels))
@@ -351,7 +370,7 @@ class MobileNetSpace(SearchSpace):
         """Number of distinct networks (canonical archs): per stage, the sum over its depths ``d`` of the number
         of kernel/expand assignments of its first ``d`` blocks."""
         options = {c.name: len(c) for c in self.choices}
-        total = 1
+        total = options.get(RESOLUTION, 1)
         for stage in self.layout.stages:
             n = stage.number
             per_block = [options[kernel_choice(n, b)] * options[expand_choice(n, b)] for b in range(1, stage.max_depth + 1)]
@@ -371,7 +390,8 @@ class MobileNetSpace(SearchSpace):
 
     # -- native strings --------------------------------------------------------------------------------
     def format(self, arch: Mapping[str, str]) -> str:
-        """``d<depths>|<stage 1 blocks>|...``, each active block as ``k<kernel>e<expand>``."""
+        """``d<depths>|<stage 1 blocks>|...``, each active block as ``k<kernel>e<expand>``; with elastic resolution
+        prefixed by ``r<resolution>|``."""
         arch = self.validate(arch)
         depths = [arch[depth_choice(s.number)] for s in self.layout.stages]
         groups = [
@@ -379,7 +399,8 @@ class MobileNetSpace(SearchSpace):
                      for b in range(1, int(depth) + 1))
             for s, depth in zip(self.layout.stages, depths)
         ]
-        return "|".join(["d" + ",".join(depths), *groups])
+        resolution = [f"r{arch[RESOLUTION]}"] if self.resolutions else []
+        return "|".join([*resolution, "d" + ",".join(depths), *groups])
 
     def parse_native(self, text: str) -> Arch:
         """Read ``d2,3,2,4,2|k3e4,k5e6|...`` (depths, then the active blocks of each stage); skipped blocks take
@@ -387,6 +408,18 @@ class MobileNetSpace(SearchSpace):
         where = f"invalid MobileNet arch string {text!r}"
         stages = self.layout.stages
         groups = text.split("|")
+        resolution = None
+        if groups and groups[0].startswith("r"):
+            if not self.resolutions:
+                raise InvalidArchError(f"{where}: it names a resolution ({groups[0]}), but this space has no elastic "
+                                       "resolution (space.resolutions is empty)")
+            resolution, groups = groups[0][1:], groups[1:]
+            if resolution not in {option_name(r) for r in self.resolutions}:
+                raise InvalidArchError(f"{where}: resolution {resolution!r} is not one of "
+                                       f"{[option_name(r) for r in self.resolutions]}")
+        elif self.resolutions:
+            raise InvalidArchError(f"{where}: this space has elastic resolution; start with 'r<resolution>|', one of "
+                                   f"{[option_name(r) for r in self.resolutions]}")
         if len(groups) != len(stages) + 1:
             raise InvalidArchError(
                 f"{where}: expected {len(stages) + 1} groups joined by '|' (depths, then one per stage), got {len(groups)}"
@@ -399,6 +432,8 @@ class MobileNetSpace(SearchSpace):
         first = {c.name: c.options[0] for c in self.choices}
         full = {c.name: c.options for c in self._full_choices}
         assignment: dict[str, str] = dict(first)
+        if resolution is not None:
+            assignment[RESOLUTION] = resolution
         for stage, depth, group in zip(stages, depths, groups[1:]):
             n = stage.number
             if depth not in full[depth_choice(n)]:
@@ -475,7 +510,12 @@ class MobileNetSpace(SearchSpace):
         layout = self.layout
         stages = [ElasticSequential(*(self._elastic_block(s, b) for b in range(s.max_depth))) for s in layout.stages]
         bindings = [binding for s, blocks in zip(layout.stages, stages) for binding in self._bindings(s, blocks)]
-        return MobileNetSupernet(layout, stages, self._bn, self.config.dropout, bindings)
+        resize = None
+        if self.resolutions:
+            resize = ElasticInputResize(self.resolutions)
+            bindings.insert(0, ElasticChoice(RESOLUTION, {option_name(r): r for r in self.resolutions},
+                                             [(resize, "active_resolution")]))
+        return MobileNetSupernet(layout, stages, self._bn, self.config.dropout, bindings, resize)
 
     def build_subnet(self, arch: Mapping[str, str]) -> MobileNetV3Network:
         arch = self.validate(arch)
@@ -487,4 +527,5 @@ class MobileNetSpace(SearchSpace):
                                    float(arch[expand_choice(s.number, b + 1)]))
                 for b in range(depth)
             )))
-        return MobileNetV3Network(self.layout, stages, self._bn, self.config.dropout)
+        resize = InputResize(int(arch[RESOLUTION])) if self.resolutions else None
+        return MobileNetV3Network(self.layout, stages, self._bn, self.config.dropout, resize)

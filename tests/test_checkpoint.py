@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nasframe.errors import CheckpointError
 from nasframe.training import checkpoint
 from nasframe.training.checkpoint import fsync_directory, save_atomic
 
@@ -109,3 +110,23 @@ def test_a_failed_write_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path
         save_atomic({"epoch": 2}, target)
     assert torch.load(target, weights_only=True) == {"epoch": 1}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_file_written_before_a_space_setting_existed_matches_that_setting_at_its_default():
+    """A checkpoint or latency table records the space's settings; a setting added to the space later (e.g. the
+    MobileNet space's resolutions) is missing from the record and counts at its default, not as another space."""
+    import json as _json
+
+    from nasframe.core.space import DataSpec, with_later_defaults
+    from nasframe.training.restore import check_space
+    from search_spaces.mobilenet import MobileNetSpace
+
+    space = MobileNetSpace(DataSpec(3, (32, 32), 10), width_mult=0.5)
+    old = space.describe()
+    del old["config"]["resolutions"]
+    assert with_later_defaults(old) == space.describe()
+    check_space({"space": _json.dumps(old)}, _json.dumps(space.describe()))  # accepted
+    other = MobileNetSpace(DataSpec(3, (32, 32), 10), width_mult=0.5, resolutions=[24, 32])
+    with pytest.raises(CheckpointError, match="written for space"):
+        check_space({"space": _json.dumps(old)}, _json.dumps(other.describe()))
+    assert with_later_defaults({"name": "no-such-space", "config": {}}) == {"name": "no-such-space", "config": {}}

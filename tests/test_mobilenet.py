@@ -361,3 +361,57 @@ def test_data_parallel_training_refuses_batchnorm_without_a_cross_rank_version(s
     with pytest.raises(ConfigError, match="ElasticBatchNorm2d layers with no cross-rank version"):
         set_cross_rank_batchnorm(space.build_supernet(), True)
     set_cross_rank_batchnorm(space.build_supernet(), False)  # switching off touches nothing
+
+
+# -- elastic resolution --------------------------------------------------------------------------------
+def test_elastic_resolution_is_a_choice_in_the_arch_string_the_subnet_and_the_export(tmp_path):
+    """With space.resolutions the arch carries a resolution: the native string starts with it, the supernet path
+    and the standalone subnet (and its torch.export program) resize the input to it, and BN recalibration runs
+    at it."""
+    from nasframe.evaluation.bn import recalibrate_batchnorm
+
+    space = MobileNetSpace(DIGITS, **{**TINY, "resolutions": [8, 4, 6]})
+    assert space.choice("resolution").options == ("4", "6", "8")
+    assert space.distinct_size == 3 * MobileNetSpace(DIGITS, **TINY).distinct_size
+    assert space.smallest()["resolution"] == "4" and space.largest()["resolution"] == "8"
+    rng = np.random.default_rng(0)
+    supernet = trained_supernet(space, rng)
+    x = torch.randn(5, *DIGITS.input_shape)
+    for arch in (space.smallest(), space.sample(rng)):
+        native = space.format(arch)
+        assert native.startswith(f"r{arch['resolution']}|") and space.parse_native(native) == arch
+        subnet = extract(space, supernet, arch).eval()
+        assert subnet.resize.size == int(arch["resolution"])
+        seen = []
+        hook = subnet.stem.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[-1]))
+        supernet.set_arch(arch)
+        assert torch.allclose(supernet.eval()(x), subnet(x), atol=1e-5)
+        hook.remove()
+        assert seen == [int(arch["resolution"])]
+        program = torch.export.export(subnet, (x,))
+        assert torch.allclose(program.module()(x), subnet(x), atol=1e-5)
+    # BN recalibration sees the arch's resolution: statistics differ between resolutions of the same network
+    small = dict(space.largest(), resolution="4")
+    stats = []
+    for arch in (space.largest(), small):
+        supernet.set_arch(arch)
+        recalibrate_batchnorm(supernet, [torch.randn(16, *DIGITS.input_shape, generator=torch.Generator().manual_seed(1))])
+        stats.append(supernet.stem.bn.running_var.clone())
+    assert not torch.allclose(stats[0], stats[1])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("r5|d2,2|k3e3,k3e3|k3e3,k3e3", "resolution '5' is not one of"),
+    ("d2,2|k3e3,k3e3|k3e3,k3e3", "start with 'r<resolution>|'"),
+])
+def test_bad_resolutions_in_arch_strings_name_the_problem(text, message):
+    space = MobileNetSpace(DIGITS, **{**TINY, "resolutions": [4, 8]})
+    with pytest.raises(InvalidArchError, match=message):
+        space.parse_native(text)
+
+
+def test_a_resolution_in_a_space_without_elastic_resolution_is_refused(space):
+    with pytest.raises(InvalidArchError, match="no elastic resolution"):
+        space.parse_native("r8|d2,2|k3e3,k3e3|k3e3,k3e3")
+    with pytest.raises(ConfigError, match="space.resolutions"):
+        MobileNetSpace(DIGITS, **{**TINY, "resolutions": [8, 8]})

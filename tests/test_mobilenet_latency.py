@@ -98,3 +98,31 @@ def test_the_accuracy_protocol_runs_on_table_choices(space):
                                            log=lambda line: None)
     assert set(report["held_out_metrics"]) == {"table sum", "table + affine correction", "additive fit without table"}
     assert len(report["archs"]) == 6 and predictor.encoder.arch_map is not None
+
+
+def test_with_elastic_resolution_each_resolution_has_its_own_shapes_and_fixed_part():
+    """Elastic resolution: the table's `resolution` option holds the resize, stem, first block and head at that
+    resolution, and block options carry the resolution, in the shapes the network sees at it."""
+    space = MobileNetSpace(DataSpec(3, (9, 9), 10), **{**TINY, "resolutions": [5, 9]})
+    adapter = MobileNetLatencyAdapter(space)
+    choices = {c.name: c.options for c in table_choices(space, adapter)}
+    assert choices["resolution"] == ("r5", "r9")
+    assert "r5_k3_e3" in choices["stage1_block1"] and SKIPPED in choices["stage1_block2"]
+    assert adapter.fixed_instances() == []
+    arch = dict(space.smallest())
+    assert adapter.table_arch(arch)["resolution"] == "r5" and adapter.table_arch(arch)["stage1_block1"] == "r5_k3_e3"
+    network = space.build_subnet(arch).eval()
+    seen = {}
+    hooks = [network.stages[1][0].register_forward_pre_hook(lambda _m, args: seen.update(block=args[0].shape[1:])),
+             network.final_expand.register_forward_pre_hook(lambda _m, args: seen.update(head=args[0].shape[1:]))]
+    network(torch.zeros(1, *adapter.input_shape()))
+    for hook in hooks:
+        hook.remove()
+    (block,) = adapter.option_instances("stage2_block1", "r5_k3_e3")
+    assert tuple(seen["block"]) == block.input_shape
+    parts = {i.label: i for i in adapter.option_instances("resolution", "r5")}
+    assert set(parts) == {"resize", "stem", "first_block", "head"}
+    assert parts["resize"].input_shape == (3, 9, 9) and parts["stem"].input_shape == (3, 5, 5)
+    assert tuple(seen["head"]) == parts["head"].input_shape
+    table = build_lut(space, adapter, FAST)
+    assert table.predict([arch])[0] == pytest.approx(sum(table.term_ms(c, o) for c, o in adapter.table_arch(arch).items()))

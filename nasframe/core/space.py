@@ -270,3 +270,22 @@ class SearchSpace(Configurable, ABC):
     def describe(self) -> dict[str, Any]:
         """Name, settings and data spec: enough to rebuild this space."""
         return {"name": self.name, "config": asdict(self.config), "data": asdict(self.data)}
+
+
+def with_later_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A space description recorded in a file (a checkpoint, a latency table), with the settings its space gained
+    since then added at their defaults, so that a file written before a new setting existed still matches a space
+    that leaves it at its default. An unknown or unregistered space name is returned as recorded."""
+    from nasframe.core.registry import SPACES
+    from nasframe.errors import NasframeError
+
+    recorded = dict(recorded)
+    try:
+        config_class = SPACES.get(recorded["name"]).Config
+        defaults = asdict(config_class())
+    except (NasframeError, KeyError, TypeError, AttributeError):
+        return recorded
+    if isinstance(recorded.get("config"), Mapping):
+        recorded["config"] = {**defaults, **recorded["config"]}
+    return recorded
+

@@ -68,12 +68,17 @@ class PredictorKey:
         object.__setattr__(self, "space", _plain(dict(self.space)))
 
     def mismatches(self, other: PredictorKey, ignore: Iterable[str] = ()) -> list[str]:
-        """One line per field in which ``self`` (a file) differs from ``other`` (what is expected)."""
+        """One line per field in which ``self`` (a file) differs from ``other`` (what is expected); a space setting
+        that the file's record lacks counts at its default (the file predates the setting)."""
         lines = []
         for name in ("device", "batch_size", "torch_version", "space"):
             if name in ignore:
                 continue
             mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "space" and mine and theirs:  # settings added to a space later count at their defaults
+                from nasframe.core.space import with_later_defaults
+
+                mine, theirs = _plain(with_later_defaults(mine)), _plain(with_later_defaults(theirs))
             if mine != theirs:
                 lines.append(f"{name.replace('_', ' ')}: the table has {mine!r}, expected {theirs!r}")
         return lines

@@ -3,10 +3,13 @@ where a run keeps the checkpoints of chosen epochs (``trainer.keep_every``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from nasframe.core.space import with_later_defaults
 
 from nasframe.errors import CheckpointError
 from nasframe.sampling.base import PathSampler
@@ -21,7 +24,15 @@ def kept_checkpoint(run_dir: Path, epoch: int) -> Path:
 
 
 def check_space(state: dict[str, Any], space_description: str, source: str = "checkpoint") -> None:
-    if state.get("space") != space_description:
+    """Refuse a checkpoint written for another space (settings added to the space since it was written count at
+    their defaults: :func:`~nasframe.core.space.with_later_defaults`)."""
+    if state.get("space") == space_description:
+        return
+    try:
+        recorded = with_later_defaults(json.loads(state.get("space") or "null"))
+    except (json.JSONDecodeError, TypeError):
+        recorded = None
+    if recorded != json.loads(space_description or "null"):
         raise CheckpointError(f"{source} was written for space {state.get('space')}, but this run uses {space_description}")
 
 
