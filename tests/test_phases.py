@@ -198,7 +198,7 @@ def test_a_teacher_from_a_file_distils_into_every_step_of_its_phases(tiny_space,
     for source, message in ((f"export:{tmp_path / 'missing'}", "no export at"),
                             ("torchvision:resnet999:x.pt", "no model 'resnet999'"),
                             (f"torchvision:resnet18:{tmp_path / 'nothing.pt'}", "No such file"),
-                            ("hub:x", "give phase:<name>, export:<dir> or torchvision")):
+                            ("hub:x", "give phase:<name>, export:<dir>, checkpoint")):
         with pytest.raises(ConfigError, match=message):
             build_sampler({"name": "phased", "phases": phases, "teacher": source}, tiny_space, seed=0)
 
@@ -207,3 +207,34 @@ def test_the_report_describes_the_phases(tiny_space) -> None:
     text = phased(tiny_space).describe_schedule()
     assert text.startswith("2 phases: largest 1 ep, lr 0.05 [1 archs, uniform]")
     assert "all 2 ep, lr 0.02 (warm-up 1) [15,625 archs, uniform, 2 paths/step]" in text
+
+
+def test_a_teacher_from_another_runs_checkpoint_is_that_supernets_path(tiny_space, digits, tmp_path) -> None:
+    """sampler.teacher=checkpoint:<path>[@<arch>]: the arch's path of the supernet in that checkpoint (the space
+    rebuilt from the checkpoint), frozen; a checkpoint of weights that do not fit is named."""
+    from nasframe.data.base import InMemoryLoader, TensorSplit
+    from nasframe.export import extract
+    from nasframe.training import SupernetTrainer, TrainerConfig
+
+    torch.manual_seed(0)
+    data = TensorSplit(digits.train.x[:32], digits.train.y[:32])
+    trainer = SupernetTrainer(tiny_space.build_supernet(), build_sampler({"name": "uniform"}, tiny_space, seed=0),
+                              InMemoryLoader(data, 16, seed=0), TrainerConfig(epochs=1, progress=False),
+                              run_dir=tmp_path, space_description=tiny_space.describe())
+    trainer.fit()
+    arch = tiny_space.sample(np.random.default_rng(1))
+    native = tiny_space.format(arch)
+    phases = [{"epochs": 1, "kd_ratio": 1.0}]
+    sampler = build_sampler({"name": "phased", "phases": phases, "teacher": f"checkpoint:{tmp_path}@{native}"},
+                            tiny_space, seed=0)
+    teacher = sampler.teacher
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    expected = extract(tiny_space, trainer.supernet, arch).eval()
+    x = digits.train.x[:8]
+    assert torch.allclose(teacher(x), expected(x))
+    with pytest.raises(ConfigError, match="largest"):  # NB201 has no largest arch: the arch must be named
+        build_sampler({"name": "phased", "phases": phases, "teacher": f"checkpoint:{tmp_path}"}, tiny_space, seed=0)
+    with pytest.raises(ConfigError, match="not a nasframe checkpoint|cannot read"):
+        (tmp_path / "junk.pt").write_bytes(b"junk")
+        build_sampler({"name": "phased", "phases": phases, "teacher": f"checkpoint:{tmp_path / 'junk.pt'}"},
+                      tiny_space, seed=0)

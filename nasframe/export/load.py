@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def load_export(export_dir: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(
             f"refusing to load {state_path}: it holds objects other than tensors ({exc})".splitlines()[0]
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error, ValueError) as exc:
         raise CheckpointError(f"cannot read {state_path}: corrupt or not a torch file ({exc})".splitlines()[0]) from None
     subnet = space.build_subnet(arch)
     try:

@@ -24,7 +24,10 @@ The teacher is fixed, runs in eval mode (its BatchNorm statistics fixed) on each
 ``phase:<name>``, the network a phase trained, frozen when the phase ends (that phase's sub-space must be one
 arch, Once-for-All's full network, and come before every phase with ``kd_ratio``; its weights go into the
 checkpoint); ``export:<dir>``, a network nasframe exported (a search's or ``nasframe train`` run's ``export/``,
-loaded without unpickling); or ``torchvision:<model>:<state_dict.pt>``, a torchvision classifier built with the
+loaded without unpickling); ``checkpoint:<checkpoint.pt or run dir>[@<arch>]``, a path of a supernet another run
+trained (its largest arch unless a native arch string follows ``@``; its space is rebuilt from the checkpoint,
+with the BatchNorm statistics the checkpoint holds), e.g. the full network of a run that trained only
+Once-for-All's first phase; or ``torchvision:<model>:<state_dict.pt>``, a torchvision classifier built with the
 data's number of classes and loaded from a tensors-only state dict.
 
 The phases' epochs must add up to ``trainer.epochs``. The sampler's state (the epoch it is in, every phase's
@@ -66,7 +69,8 @@ class PhaseConfig:
 @dataclass
 class PhasedConfig:
     phases: List[PhaseConfig] = field(default_factory=list)
-    teacher: Optional[str] = None  # phase:<name> | export:<dir> | torchvision:<model>:<state_dict.pt> (module doc)
+    teacher: Optional[str] = None  # phase:<name> | export:<dir> | checkpoint:<path>[@<arch>] |
+    # torchvision:<model>:<state_dict.pt> (module doc)
 
 TEACHER_PREFIX = "phase:"
 
@@ -279,8 +283,9 @@ class PhasedSampler(PathSampler):
 
 
 def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
-    """A fixed teacher from a file (``export:<dir>`` or ``torchvision:<model>:<state_dict.pt>``), frozen in eval
-    mode on the CPU (the sampler's ``to`` moves it to the supernet's device); raises :class:`ConfigError` naming what is wrong."""
+    """A fixed teacher from a file (``export:<dir>``, ``checkpoint:<path>[@<arch>]`` or
+    ``torchvision:<model>:<state_dict.pt>``), frozen in eval mode on the CPU (the sampler's ``to`` moves it to the
+    supernet's device); raises :class:`ConfigError` naming what is wrong."""
     from nasframe.errors import NasframeError
 
     kind, _, rest = source.partition(":")
@@ -289,6 +294,9 @@ def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
             from nasframe.export.load import load_export
 
             network = load_export(rest)
+        elif kind == "checkpoint":
+            path, _, native = rest.partition("@")
+            network = checkpoint_path_network(path, native or None)
         elif kind == "torchvision":
             import torchvision
 
@@ -298,13 +306,39 @@ def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
             network = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
             network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         else:
-            raise ConfigError(f"sampler.teacher={source!r}: give phase:<name>, export:<dir> or "
-                              "torchvision:<model>:<state_dict.pt>")
+            raise ConfigError(f"sampler.teacher={source!r}: give phase:<name>, export:<dir>, "
+                              "checkpoint:<path>[@<arch>] or torchvision:<model>:<state_dict.pt>")
     except ConfigError:
         raise
     except (NasframeError, OSError, RuntimeError) as exc:  # a missing or unreadable export, a state dict that does not fit
         raise ConfigError(f"sampler.teacher={source}: {str(exc).splitlines()[0]}") from None
     return frozen(network)
+
+
+def checkpoint_path_network(path: str, native: str | None = None) -> torch.nn.Module:
+    """The standalone network of ``native`` (default: the largest arch) with the weights of the supernet in the
+    nasframe checkpoint at ``path`` (a file or a run directory); the space is rebuilt from the checkpoint's record."""
+    from nasframe.core.registry import SPACES
+    from nasframe.core.space import DataSpec
+    from nasframe.export.extract import extract
+    from nasframe.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    try:
+        described = json.loads(state["space"])
+        data = described["data"]
+        space = SPACES.get(described["name"], source=f"{path} (space)")(
+            DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"]), **described["config"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ConfigError(f"{path}: the checkpoint does not record its space (written by an older nasframe?)") from None
+    supernet = space.build_supernet()
+    try:
+        supernet.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ConfigError(f"{path}: its weights do not fit a supernet of its space (a few-shot checkpoint? "
+                          f"merge it first): {str(exc).splitlines()[0]}") from None
+    arch = space.parse(native) if native else space.largest()
+    return extract(space, supernet, arch)
 
 
 def frozen(network: torch.nn.Module) -> torch.nn.Module:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -98,7 +99,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data ({exc})".splitlines()[0]) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error, ValueError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a torch checkpoint ({exc})".splitlines()[0]) from None
     if not isinstance(state, dict) or state.get("format") != "nasframe-checkpoint":
         raise CheckpointError(f"{path} is not a nasframe checkpoint")
