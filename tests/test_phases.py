@@ -238,3 +238,24 @@ def test_a_teacher_from_another_runs_checkpoint_is_that_supernets_path(tiny_spac
         (tmp_path / "junk.pt").write_bytes(b"junk")
         build_sampler({"name": "phased", "phases": phases, "teacher": f"checkpoint:{tmp_path / 'junk.pt'}"},
                       tiny_space, seed=0)
+
+
+def test_with_elastic_resolution_the_full_phases_teacher_is_its_largest_arch() -> None:
+    """OFA keeps the resolution elastic while it trains the full network: that phase trains one network at several
+    resolutions, and its teacher is the full network at the largest resolution."""
+    from nasframe.core.space import DataSpec
+    from search_spaces.mobilenet import MobileNetSpace
+
+    space = MobileNetSpace(DataSpec(3, (32, 32), 10), width_mult=0.25, stem_stride=2, head_channels=32,
+                           resolutions=[24, 32])
+    full = {"*_kernel": ["7"], "*_depth": ["4"], "*_expand": ["6"]}
+    sampler = build_sampler({"name": "phased", "teacher": "phase:full", "phases": [
+        {"name": "full", "epochs": 1, "restrict": full}, {"name": "rest", "epochs": 1, "kd_ratio": 1.0}]},
+        space, seed=0)
+    assert sampler.samplers[0].space.size == 2
+    supernet = space.build_supernet()
+    sampler.restructure(supernet, 1, 2, None)  # the end of the full phase: the teacher is frozen
+    assert sampler.teacher.resize.size == 32
+    x = torch.randn(2, 3, 32, 32)
+    supernet.set_arch(space.largest())
+    assert torch.allclose(sampler.teacher(x), supernet.eval()(x), atol=1e-5)

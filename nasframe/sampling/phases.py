@@ -22,8 +22,9 @@ previous one left, with a fresh optimiser, its own learning rate, warm-up and nu
 
 The teacher is fixed, runs in eval mode (its BatchNorm statistics fixed) on each step's batch, and is one of
 ``phase:<name>``, the network a phase trained, frozen when the phase ends (that phase's sub-space must be one
-arch, Once-for-All's full network, and come before every phase with ``kd_ratio``; its weights go into the
-checkpoint); ``export:<dir>``, a network nasframe exported (a search's or ``nasframe train`` run's ``export/``,
+arch, Once-for-All's full network, or the largest arch of its sub-space in a space ordered by size (the full
+network at the largest resolution when the resolution stays elastic), and come before every phase with
+``kd_ratio``; its weights go into the checkpoint); ``export:<dir>``, a network nasframe exported (a search's or ``nasframe train`` run's ``export/``,
 loaded without unpickling); ``checkpoint:<checkpoint.pt or run dir>[@<arch>]``, a path of a supernet another run
 trained (its largest arch unless a native arch string follows ``@``; its space is rebuilt from the checkpoint,
 with the BatchNorm statistics the checkpoint holds), e.g. the full network of a run that trained only
@@ -147,9 +148,11 @@ class PhasedSampler(PathSampler):
             raise ConfigError(f"sampler.teacher={cfg.teacher!r}: give phase:<name> with one of the phases' names "
                               f"({', '.join(n or '(unnamed)' for n in names)})")
         index = names.index(name)
-        if self.samplers[index].space.size != 1:
-            raise ConfigError(f"sampler.teacher={cfg.teacher}: phase '{name}' trains {self.samplers[index].space.size:,} "
-                              "archs; a teacher is the one network of a phase restricted to one arch")
+        sub_space = self.samplers[index].space
+        if sub_space.size != 1 and not sub_space.options_ordered_by_size:
+            raise ConfigError(f"sampler.teacher={cfg.teacher}: phase '{name}' trains {sub_space.size:,} archs; a "
+                              "teacher is the one network of a phase restricted to one arch (or, in a space whose "
+                              "options are ordered by size, its largest)")
         if any(i <= index for i in distilling):
             raise ConfigError(f"sampler.teacher={cfg.teacher}: phase {min(distilling)} distils from it before it is trained")
         return index
@@ -194,7 +197,8 @@ class PhasedSampler(PathSampler):
         from nasframe.export.extract import extract
 
         space = self.samplers[self.teacher_phase].space
-        network = extract(space, supernet, next(iter(space.enumerate())))  # on the supernet's device
+        arch = next(iter(space.enumerate())) if space.size == 1 else space.largest()
+        network = extract(space, supernet, arch)  # on the supernet's device
         if state is not None:
             network.load_state_dict(state)
         return frozen(network)
