@@ -259,3 +259,36 @@ def test_with_elastic_resolution_the_full_phases_teacher_is_its_largest_arch() -
     x = torch.randn(2, 3, 32, 32)
     supernet.set_arch(space.largest())
     assert torch.allclose(sampler.teacher(x), supernet.eval()(x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_ofa_preset_runs_end_to_end_from_the_cli_at_toy_scale(tmp_path: Path) -> None:
+    """+experiment=ofa_progressive_shrinking_cpu on digits with a two-stage MobileNet and elastic resolution: the six
+    phases (full network, kernel, depth x2, expand x2 with channel sorting, distilled from the full network), the
+    active-slice step, the evolutionary search with the accuracy predictor, and the export of the pick (its arch
+    names its resolution, its program resizes to it)."""
+    run = tmp_path / "ofa"
+    args = ["+experiment=ofa_progressive_shrinking_cpu", "dataset=digits", "dataset.train_limit=256",
+            "dataset.valid_limit=64", "space.width_mult=1.0", "space.stem_channels=8", "space.stage_channels=[8,16]",
+            "space.stage_strides=[1,2]", "space.stage_se=[false,true]", "space.stage_activation=[relu,hswish]",
+            "space.head_channels=32", "space.stem_stride=1", "space.resolutions=[6,8]", "trainer.batch_size=64",
+            "evaluator=predictor", "evaluator.num_measured=10", "evaluator.hidden=[16]", "evaluator.max_iter=200",
+            "evaluator.bn_recalibration_batches=1", "evaluator.bn_batch_size=64", "selector.population_size=6",
+            "selector.generations=2", "baselines.enabled=false", "threads=1", "device=cpu", "trainer.progress=false",
+            f"hydra.run.dir={run}"]
+    proc = subprocess.run([sys.executable, "-m", "nasframe.cli", "search", *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (run / "report.md").read_text()
+    for phase in ("full 1 ep", "kernel 1 ep", "depth_1 1 ep", "depth_2 1 ep", "expand_1 1 ep", "expand_2 1 ep",
+                  "channels sorted", "teacher phase:full"):
+        assert phase in report, phase
+    outcome = json.loads((run / "outcome.json").read_text())
+    assert outcome["predictor"]["fit"]["measured"] == 10
+    record = json.loads((run / "export" / "arch.json").read_text())
+    resolution = record["arch"]["resolution"]
+    assert resolution in ("6", "8") and outcome["arch"].startswith(f"r{resolution}|")
+    program = torch.export.load(str(run / "export" / "subnet.pt2")).module()
+    assert program(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["optimizer"]["state"]  # SGD state of the active-slice step (the checkpoint resumes it as SGD's)
