@@ -6,7 +6,11 @@ momentum and weight decay) and of an inference forward, for (a) the supernet wit
 alternation, round after round, so drift of a shared machine hits both alike. Target: ratio <= 1.05.
 
 For the MobileNet space the supernet's layers are elastic (kernel: centre crop of the 7x7 kernel; expand ratio:
-the first channels; depth: the first blocks), so the comparison measures the cost of slicing shared weights.
+the first channels; depth: the first blocks), so the comparison measures the cost of slicing shared weights. Its
+supernet steps with the trainer's optimiser, the active-slice SGD (``trainer.active_slices``: gradient, weight
+decay and momentum on the slices that ran), and is also timed with a whole-tensor ``torch.optim.SGD``.
+The ratio of each arch is the median of the per-round ratios (supernet / subnet of the same round); the spread is
+their interquartile range.
 
     python scripts/bench_overhead.py                       # NB201 C=16 N=5, batch 64, 3x32x32, 2 threads
     python scripts/bench_overhead.py --device cuda --threads 0
@@ -16,6 +20,7 @@ the first channels; depth: the first blocks), so the comparison measures the cos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import platform
@@ -30,6 +35,8 @@ import torch.nn.functional as F
 from nasframe.core.space import DataSpec
 from nasframe.hardware import describe_device
 from nasframe.markdown import markdown_table
+from nasframe.training.active_step import ActiveRegions
+from nasframe.training.config import TrainerConfig, build_optimizer
 from search_spaces.mobilenet import MobileNetSpace
 from search_spaces.nb201 import NB201Space
 
@@ -66,11 +73,14 @@ def sync(device: torch.device) -> None:
 
 
 def make_train_step(model, optimizer, x, y, arch=None):
+    regions = getattr(optimizer, "regions", None)  # the active-slice step records the slices that run
+
     def step() -> None:
         if arch is not None:
             model.set_arch(arch)
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with regions.recording() if regions is not None else contextlib.nullcontext():
+            F.cross_entropy(model(x), y).backward()
         optimizer.step()
 
     return step
@@ -94,16 +104,25 @@ def timed(step, device) -> float:
     return time.perf_counter() - start
 
 
-def compare(super_step, sub_step, device, warmup: int, repeats: int) -> tuple[float, float]:
+def compare(steps: dict, device, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Each named step timed once per round, in an order that rotates from round to round; per name, the times."""
     for _ in range(warmup):
-        super_step()
-        sub_step()
-    supers, subs = [], []
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
     for r in range(repeats):
-        pair = [(supers, super_step), (subs, sub_step)]
-        for times, step in pair if r % 2 == 0 else reversed(pair):
-            times.append(timed(step, device))
-    return statistics.median(supers), statistics.median(subs)
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(timed(steps[name], device))
+    return times
+
+
+def summary(times: dict[str, list[float]], name: str) -> dict[str, float]:
+    """Median time (ms) of ``name`` and its median per-round ratio to the subnet, with the ratios' quartiles."""
+    ratios = [a / b for a, b in zip(times[name], times["subnet"])]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return {"ms": 1e3 * statistics.median(times[name]), "ratio": statistics.median(ratios), "ratio_q1": q1,
+            "ratio_q3": q3}
 
 
 def main() -> None:
@@ -117,6 +136,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--only", nargs="*", default=None, help="archs to time, by the first word of their label "
+                        "(e.g. smallest largest); default: all")
+    parser.add_argument("--suffix", default="", help="appended to the output file names (e.g. _batch64)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
 
@@ -126,33 +148,44 @@ def main() -> None:
     torch.manual_seed(0)
     space, archs, setting = build_space(args)
     supernet = space.build_supernet().to(device)
-    super_opt = torch.optim.SGD(supernet.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sgd = TrainerConfig(lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    regions = ActiveRegions(supernet)
+    super_opt = build_optimizer(sgd, list(supernet.parameters()), sgd.lr, regions)  # the trainer's optimiser
+    whole_opt = torch.optim.SGD(supernet.parameters(), lr=sgd.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
 
     rows = []
+    if args.only:
+        archs = {label: native for label, native in archs.items() if label.split()[0] in args.only}
     for label, native in archs.items():
         arch = space.parse(native)
         subnet = space.build_subnet(arch).to(device)
         sub_opt = torch.optim.SGD(subnet.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
         supernet.train(), subnet.train()
-        train = compare(
-            make_train_step(supernet, super_opt, x, y, arch), make_train_step(subnet, sub_opt, x, y),
-            device, args.warmup, args.repeats,
-        )
+        train_steps = {"supernet": make_train_step(supernet, super_opt, x, y, arch),
+                       "subnet": make_train_step(subnet, sub_opt, x, y)}
+        if regions:
+            train_steps["supernet_whole_sgd"] = make_train_step(supernet, whole_opt, x, y, arch)
+        train = compare(train_steps, device, args.warmup, args.repeats)
         supernet.eval(), subnet.eval()
-        infer = compare(make_infer_step(supernet, x, arch), make_infer_step(subnet, x), device, args.warmup, args.repeats)
+        infer = compare({"supernet": make_infer_step(supernet, x, arch), "subnet": make_infer_step(subnet, x)},
+                        device, args.warmup, args.repeats)
         row = {
             "arch": label,
             "native": native,
             "params": space.count_params(arch),
-            "train_ms": {"supernet": 1e3 * train[0], "subnet": 1e3 * train[1], "ratio": train[0] / train[1]},
-            "infer_ms": {"supernet": 1e3 * infer[0], "subnet": 1e3 * infer[1], "ratio": infer[0] / infer[1]},
+            "supernet_params": sum(p.numel() for p in supernet.parameters()),
+            "train_ms": {"subnet": 1e3 * statistics.median(train["subnet"]),
+                         **{name: summary(train, name) for name in train if name != "subnet"}},
+            "infer_ms": {"subnet": 1e3 * statistics.median(infer["subnet"]), "supernet": summary(infer, "supernet")},
         }
         rows.append(row)
-        print(f"{label:<28} train {row['train_ms']['supernet']:8.2f} / {row['train_ms']['subnet']:8.2f} ms "
-              f"= {row['train_ms']['ratio']:.3f}   infer {row['infer_ms']['supernet']:8.2f} / "
-              f"{row['infer_ms']['subnet']:8.2f} ms = {row['infer_ms']['ratio']:.3f}", flush=True)
+        t, i = row["train_ms"], row["infer_ms"]
+        print(f"{label:<28} train {t['supernet']['ms']:8.2f} / {t['subnet']:8.2f} ms = {t['supernet']['ratio']:.3f} "
+              f"[{t['supernet']['ratio_q1']:.3f}, {t['supernet']['ratio_q3']:.3f}]"
+              + (f"  whole-tensor SGD {t['supernet_whole_sgd']['ratio']:.3f}" if "supernet_whole_sgd" in t else "")
+              + f"   infer {i['supernet']['ms']:8.2f} / {i['subnet']:8.2f} ms = {i['supernet']['ratio']:.3f}", flush=True)
 
     meta = {
         "command": "python " + " ".join(sys.argv),
@@ -163,10 +196,11 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "space": args.space,
         "setting": f"{setting}, batch {args.batch_size}, 3x32x32, 10 classes, "
-                   f"SGD momentum 0.9 nesterov wd 5e-4, {args.warmup} warm-up + {args.repeats} timed steps each, median",
+                   f"SGD momentum 0.9 nesterov wd 5e-4, {args.warmup} warm-up + {args.repeats} timed rounds, "
+                   "ratio = median of the per-round ratios [interquartile range]",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"overhead_{args.space}_{device.type}"
+    stem = f"overhead_{args.space}_{device.type}{args.suffix}"
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(render(meta, rows))
     print(f"wrote {args.out / stem}.md and .json")
@@ -176,6 +210,7 @@ TITLES = {"nb201": "NAS-Bench-201", "mobilenet": "elastic MobileNetV3"}
 
 
 def render(meta: dict, rows: list[dict]) -> str:
+    whole = any("supernet_whole_sgd" in r["train_ms"] for r in rows)
     lines = [
         f"# Single-path supernet overhead vs the standalone subnet ({TITLES[meta.get('space', 'nb201')]})",
         "",
@@ -184,16 +219,26 @@ def render(meta: dict, rows: list[dict]) -> str:
         f"- setting: {meta['setting']}",
         f"- command: `{meta['command']}` ({meta['date']})",
         "- the supernet step includes `set_arch` (routing the path) every step, as in training",
-        "",
-        markdown_table(
-            ["arch", "params", "train step supernet (ms)", "train step subnet (ms)", "ratio", "inference supernet (ms)",
-             "inference subnet (ms)", "ratio"],
-            [[r["arch"], r["params"], r["train_ms"]["supernet"], r["train_ms"]["subnet"], r["train_ms"]["ratio"],
-              r["infer_ms"]["supernet"], r["infer_ms"]["subnet"], r["infer_ms"]["ratio"]] for r in rows],
-            "l" + "r" * 7, formats=[None, ",", ".2f", ".2f", ".3f", ".2f", ".2f", ".3f"]),
     ]
-    worst_train = max(r["train_ms"]["ratio"] for r in rows)
-    worst_infer = max(r["infer_ms"]["ratio"] for r in rows)
+    if whole:
+        lines.append("- supernet train step: the trainer's active-slice SGD (`trainer.active_slices=true`, the default); "
+                     "the last train column times the same supernet with a whole-tensor `torch.optim.SGD`")
+    def ratio(entry: dict) -> str:
+        return f"{entry['ratio']:.3f} [{entry['ratio_q1']:.3f}, {entry['ratio_q3']:.3f}]"
+
+    headers = ["arch", "params", "train step supernet (ms)", "train step subnet (ms)", "train ratio [IQR]"]
+    headers += ["train ratio, whole-tensor SGD [IQR]"] if whole else []
+    headers += ["inference supernet (ms)", "inference subnet (ms)", "inference ratio [IQR]"]
+    table = []
+    for r in rows:
+        t, i = r["train_ms"], r["infer_ms"]
+        line = [r["arch"], f"{r['params']:,}", f"{t['supernet']['ms']:.2f}", f"{t['subnet']:.2f}", ratio(t["supernet"])]
+        line += [ratio(t["supernet_whole_sgd"])] if whole else []
+        line += [f"{i['supernet']['ms']:.2f}", f"{i['subnet']:.2f}", ratio(i["supernet"])]
+        table.append(line)
+    lines += ["", markdown_table(headers, table, "l" + "r" * (len(headers) - 1))]
+    worst_train = max(r["train_ms"]["supernet"]["ratio"] for r in rows)
+    worst_infer = max(r["infer_ms"]["supernet"]["ratio"] for r in rows)
     lines += ["", f"Worst ratio: training {worst_train:.3f}, inference {worst_infer:.3f} (target <= 1.05).", ""]
     return "\n".join(lines)
 
