@@ -141,3 +141,28 @@ def test_proxy_scores_a_tiny_nb201_arch_finitely_and_deterministically(proxy: st
               for _ in range(2)]
     assert math.isfinite(values[0])
     assert values[0] == values[1]
+
+
+def test_naswot_reads_stacked_node_features_per_node() -> None:
+    """A ReLU over K stacked node-feature maps (K x nodes x F, as PyG's ARMAConv applies its activation) codes each
+    node by its K x F units: the same score as the node-major layout."""
+
+    class Stacked(GraphNetwork):
+        def __init__(self, node_major: bool) -> None:
+            super().__init__()
+            torch.manual_seed(5)
+            self.lin, self.act, self.node_major = nn.Linear(4, 6), nn.ReLU(), node_major
+
+        def forward_graph(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+            h = self.lin(x).view(len(x), 2, 3)  # nodes x K x F
+            if self.node_major:
+                return self.act(h).flatten(1)
+            return self.act(h.movedim(1, 0)).movedim(0, 1).flatten(1)  # the ReLU sees K x nodes x F
+
+    torch.manual_seed(6)
+    features, labels = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    ids = torch.tensor([1, 2, 4, 6, 9])
+    values = [PROXIES.get("naswot")().compute(bind_graph(Stacked(node_major), features, torch.zeros(2, 0, dtype=torch.long)),
+                                              ProxyBatch([ids], [labels[ids]], 3, None))["naswot"]
+              for node_major in (True, False)]
+    assert values[0] == pytest.approx(values[1], rel=1e-9)

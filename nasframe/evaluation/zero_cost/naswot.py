@@ -16,7 +16,8 @@ official code counts only ReLUs that the backward pass reaches; every ReLU of th
 so all are counted.
 
 Graph networks: every node is an example. The network runs once on its bound graph; each ``nn.ReLU`` output
-(one row per node of the graph) is restricted to the rows of the batch's nodes, the training nodes, so K_H is
+(one row per node of the graph; a layer that stacks K node-feature maps, as PyG's ``ARMAConv`` does, K x nodes x
+F, gives each node its K x F units) is restricted to the rows of the batch's nodes, the training nodes, so K_H is
 N x N with N the number of training nodes (memory N^2 floats). Only ``nn.ReLU`` modules are hooked: in a space
 whose activation is searched (GraphNAS: elu, tanh, ...), an arch without any ReLU has no codes, K_H = 0 and
 the score is ``-inf`` (it ranks last), so NASWOT is meant for ReLU spaces such as NAS-Bench-Graph.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nasframe.core.graph import bound_graph
 from nasframe.evaluation.zero_cost.base import PROXIES, Proxy, ProxyBatch, ProxySettings
 
 
@@ -48,10 +50,14 @@ class NASWOT(Proxy):
         inputs = batch.inputs[0]
         n = len(inputs)
         kernel = torch.zeros(n, n, dtype=torch.float64, device=inputs.device)
+        graph = bound_graph(net) if batch.is_graph else None
+        num_nodes = len(graph[0]) if graph is not None else None
 
         def add_codes(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             active = output > 0  # a ReLU's output is positive exactly where its input is
             if batch.is_graph:
+                if active.shape[0] != num_nodes and active.dim() == 3 and active.shape[1] == num_nodes:
+                    active = active.movedim(1, 0)  # stacked node features, K x nodes x F (PyG's ARMAConv)
                 active = active[inputs]  # rows of the batch's nodes
             kernel.add_(hamming_kernel(active.reshape(n, -1)))
 
