@@ -29,7 +29,8 @@ class TrainerConfig:
     # biases), as Once-for-All and most ImageNet recipes train; true: every parameter decays
     active_slices: bool = True  # elastic supernets with SGD: the step updates only the slices of each weight that
     # ran (gradient, weight decay and momentum), so weights off the path stay unchanged (active_step.py); false:
-    # whole tensors, as a plain optimiser does
+    # whole tensors, as a plain optimiser does. The step runs multi-tensor operations over the slices, so
+    # sgd_impl does not apply to it
     label_smoothing: float = 0.0  # > 0: label-smoothed cross-entropy on labels (OFA: 0.1); distillation targets unchanged
     grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     log_every: int = 10  # steps between TensorBoard scalars
