@@ -41,7 +41,9 @@ import torch
 
 from nasframe.markdown import markdown_table
 
-SPACE = ["space.width_mult=0.5", "space.stem_stride=2", "space.head_channels=256"]
+#: the CPU-scale MobileNetV3 of the presets (configs/experiment/ofa_progressive_shrinking_cpu.yaml)
+SPACE_SETTINGS = {"width_mult": 0.5, "stem_stride": 2, "head_channels": 256}
+SPACE = [f"space.{key}={value}" for key, value in SPACE_SETTINGS.items()]
 DATA = ["dataset=cifar10", "dataset.train_limit=4000", "dataset.valid_limit=500"]
 #: the one-shot recipe (configs/experiment/mobilenet_pareto_cifar10_cpu.yaml) with OFA's label smoothing
 ONE_SHOT_TRAINER = ["trainer.batch_size=64", "trainer.lr=0.05", "trainer.weight_decay=3e-5",
@@ -207,7 +209,7 @@ def random_archs(count: int, seed: int) -> list[str]:
     from nasframe.core.space import DataSpec
     from search_spaces.mobilenet import MobileNetSpace
 
-    space = MobileNetSpace(DataSpec(3, (32, 32), 10), width_mult=0.5, stem_stride=2, head_channels=256)
+    space = MobileNetSpace(DataSpec(3, (32, 32), 10), **SPACE_SETTINGS)
     rng = np.random.default_rng(seed)
     return [space.format(space.sample(rng)) for _ in range(count)]
 

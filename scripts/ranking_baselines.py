@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nasframe.benchmarks.nb201 import NB201Benchmark
 from nasframe.core.registry import SPACES
-from nasframe.core.space import DataSpec
+from nasframe.core.space import DataSpec, space_from_description
 from nasframe.evaluation.ranking import sample_archs
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.markdown import markdown_table
@@ -29,9 +29,7 @@ RESULTS = Path("results")
 
 
 def build_space(description: dict):
-    data = description["data"]
-    spec = DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"])
-    return SPACES.get(description["name"])(spec, **description["config"])
+    return space_from_description(description)
 
 
 _COUNTERS: dict[str, ZeroCostEvaluator] = {}

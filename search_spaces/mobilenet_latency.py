@@ -125,9 +125,8 @@ class MobileNetLatencyAdapter:
         if choice == RESOLUTION:
             return self._fixed_parts(option.removeprefix("r"))
         resolution = None
-        if self._resolutions:
-            resolution_text, option = option.removeprefix("r").split("_", 1)
-            resolution = resolution_text
+        if self._resolutions:  # r<resolution>_k<kernel>_e<expand>
+            resolution, option = option.removeprefix("r").split("_", 1)
         stage_text, block_text = choice.removeprefix("stage").split("_block")
         stage, block = self._stages[int(stage_text)], int(block_text) - 1
         kernel_text, expand_text = option.removeprefix("k").split("_e")

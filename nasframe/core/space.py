@@ -272,6 +272,17 @@ class SearchSpace(Configurable, ABC):
         return {"name": self.name, "config": asdict(self.config), "data": asdict(self.data)}
 
 
+def space_from_description(described: Mapping[str, Any], *, source: str | None = None, allow_import: bool = False) -> SearchSpace:
+    """The space a :meth:`SearchSpace.describe` record (of an export, a checkpoint) names, rebuilt with its settings
+    and data spec. The name resolves to a registered or entry-point space (``allow_import`` also imports a
+    ``module:attr`` name); a malformed record raises ``KeyError`` or ``TypeError`` for the caller to name."""
+    from nasframe.core.registry import SPACES
+
+    data = described["data"]
+    spec = DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"])
+    return SPACES.get(described["name"], allow_import=allow_import, source=source)(spec, **described["config"])
+
+
 def with_later_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A space description recorded in a file (a checkpoint, a latency table), with the settings its space gained
     since then added at their defaults, so that a file written before a new setting existed still matches a space

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nasframe.core.registry import SPACES
-from nasframe.core.space import DataSpec
+from nasframe.core.space import space_from_description
 from nasframe.errors import CheckpointError, UnknownNameError
 
 
@@ -37,11 +36,7 @@ def load_export(export_dir: str | Path, map_location: str | torch.device = "cpu"
             raise CheckpointError(f"no export at {out}: {path.name} is missing")
     try:
         record = json.loads(record_path.read_text())
-        described = record["space"]
-        data = described["data"]
-        spec = DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"])
-        space_class = SPACES.get(described["name"], allow_import=allow_import, source=str(record_path))
-        space = space_class(spec, **described["config"])
+        space = space_from_description(record["space"], source=str(record_path), allow_import=allow_import)
         arch = space.validate(record["arch"])
     except UnknownNameError:
         raise  # an unknown or refused space name: its message names it (and the file)

@@ -131,7 +131,8 @@ class PhasedSampler(PathSampler):
         self.teacher_phase = self._check_teacher()
 
     def _check_teacher(self) -> int | None:
-        """The index of the teacher's phase; checks that it is one arch and precedes every distilling phase."""
+        """The index of the teacher's phase; checks that it has one network (one arch, or a largest arch) and
+        precedes every distilling phase."""
         cfg = self.config
         distilling = [i for i, phase in enumerate(cfg.phases) if phase.kd_ratio > 0]
         if cfg.teacher is None:
@@ -322,17 +323,13 @@ def load_teacher(source: str, num_classes: int) -> torch.nn.Module:
 def checkpoint_path_network(path: str, native: str | None = None) -> torch.nn.Module:
     """The standalone network of ``native`` (default: the largest arch) with the weights of the supernet in the
     nasframe checkpoint at ``path`` (a file or a run directory); the space is rebuilt from the checkpoint's record."""
-    from nasframe.core.registry import SPACES
-    from nasframe.core.space import DataSpec
+    from nasframe.core.space import space_from_description
     from nasframe.export.extract import extract
     from nasframe.training.checkpoint import load_checkpoint
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, mmap=True)  # the weights are copied into the supernet; the rest is not read
     try:
-        described = json.loads(state["space"])
-        data = described["data"]
-        space = SPACES.get(described["name"], source=f"{path} (space)")(
-            DataSpec(data["in_channels"], tuple(data["input_size"]), data["num_classes"]), **described["config"])
+        space = space_from_description(json.loads(state["space"]), source=f"{path} (space)")
     except (KeyError, TypeError, json.JSONDecodeError):
         raise ConfigError(f"{path}: the checkpoint does not record its space (written by an older nasframe?)") from None
     supernet = space.build_supernet()

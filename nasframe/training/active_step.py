@@ -8,7 +8,7 @@ Single-path training promises the opposite: a weight off the path never moves.
 
 :class:`ActiveRegions` records, through forward pre-hooks on the elastic layers, which region of each parameter
 ran in the current step (every path of a multi-path step: their union). :class:`ActiveSliceSGD` is SGD
-(momentum, Nesterov, weight decay, dampening: ``torch.optim.SGD``'s update, element for element) applied to
+(momentum, Nesterov, weight decay; no dampening: ``torch.optim.SGD``'s update, element for element) applied to
 those regions only: the parameter, its gradient and its momentum buffer are sliced with the same views, so a
 step costs what the active weights cost and every weight outside the regions stays bit for bit unchanged.
 Momentum buffers are whole-size and start at zero, which gives exactly ``torch.optim.SGD``'s first step
@@ -118,7 +118,12 @@ class ActiveSliceSGD(torch.optim.SGD):
                         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     buffer = state["momentum_buffer"]
                 regions = self.regions.of(param)
-                region = (slice(None),) if regions is None else covering_region(regions, param.shape)
+                if regions is None:  # not elastic: the whole tensor ran
+                    params.append(param)
+                    grads.append(param.grad)
+                    buffers.append(buffer)
+                    continue
+                region = covering_region(regions, param.shape)
                 if region is None:  # paths whose regions do not nest: update copies whole, keep the union
                     self._update_union(param, buffer, regions, group)
                     continue
