@@ -170,3 +170,21 @@ def test_forwards_without_gradients_are_not_recorded(space):
     with regions.recording():
         supernet(batch(space)[0]).sum().backward()
     assert any(regions.of(p) is not None for p in supernet.parameters())
+
+
+def test_a_parameter_that_some_path_ran_whole_is_updated_whole(space):
+    """In a multi-path step, a parameter the largest path runs whole has no region (its update is torch's, on the
+    whole tensor), while the smallest path alone records regions."""
+    supernet = space.build_supernet()
+    regions = ActiveRegions(supernet)
+    elastic = [p for layer in regions.layers for p in layer.parameters(recurse=False)]
+    x = batch(space)[0]
+    with regions.recording():
+        supernet.set_arch(space.smallest())
+        supernet(x).sum().backward()
+    assert any(regions.of(p) is not None for p in elastic)
+    with regions.recording():
+        for arch in (space.smallest(), space.largest()):
+            supernet.set_arch(arch)
+            supernet(x).sum().backward()
+    assert all(regions.of(p) is None for p in elastic)

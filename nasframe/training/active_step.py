@@ -34,6 +34,7 @@ class ActiveRegions:
 
     def __init__(self, model: nn.Module) -> None:
         self._regions: dict[int, list[Region]] = {}
+        self._whole: set[int] = set()  # parameters that some forward ran whole
         self.layers = [module for module in model.modules()
                        if isinstance(module, ElasticLayer) and any(True for _ in module.parameters(recurse=False))]
 
@@ -44,6 +45,7 @@ class ActiveRegions:
     def recording(self) -> Iterator[ActiveRegions]:
         """Forget the last step's regions, then record those of the forwards run inside the block."""
         self._regions.clear()
+        self._whole.clear()
         handles = [layer.register_forward_pre_hook(self._record) for layer in self.layers]
         try:
             yield self
@@ -56,12 +58,21 @@ class ActiveRegions:
             return
         for name, region in module.active_regions().items():
             param = getattr(module, name)
-            if param is not None and param.requires_grad:
+            if param is None or not param.requires_grad:
+                continue
+            if is_whole(region, param.shape):  # updated as a whole tensor, without views
+                self._whole.add(id(param))
+            else:
                 self._regions.setdefault(id(param), []).append(region)
 
     def of(self, param: torch.Tensor) -> list[Region] | None:
-        """The regions of ``param`` that ran (``None``: it is not elastic, or ran whole)."""
-        return self._regions.get(id(param))
+        """The regions of ``param`` that ran (``None``: it is not elastic, or some forward ran it whole)."""
+        return None if id(param) in self._whole else self._regions.get(id(param))
+
+
+def is_whole(region: Region, shape: Sequence[int]) -> bool:
+    """Whether ``region`` covers a tensor of ``shape`` whole."""
+    return all(dim.indices(size) == (0, size, 1) for dim, size in zip(region, shape))
 
 
 def _bounds(region: Region, shape: Sequence[int]) -> list[range]:
