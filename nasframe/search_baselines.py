@@ -3,8 +3,10 @@
 Beside the selected arch, every search report shows the largest arch (most parameters) that meets the run's
 constraints and random search with the same number of evaluations through the same evaluator and constraints
 (:mod:`nasframe.selection.baselines`), each scored by the run's evaluator; with trained weights also the test
-accuracy of its extracted subnet, and with ``benchmark=...`` the benchmark's true accuracy of every row. A pick
-that does not beat these has not earned its search.
+accuracy of its extracted subnet, and with ``benchmark=...`` the benchmark's true accuracy of every row. A learned
+evaluator (``evaluator=learned``) adds the best of the archs it was fitted on: they were evaluated for real (random
+search with that many true evaluations), so its pick has to beat them too. A pick that does not beat these has not
+earned its search.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from nasframe.benchmarks.base import build_benchmark
 from nasframe.core.arch import Arch
+from nasframe.evaluation.learned import LearnedEvaluator
 from nasframe.selection.base import SelectionResult
 from nasframe.selection.baselines import BaselineRow, baseline_rows, render_baselines
 
@@ -36,8 +39,16 @@ def measure_baselines(setup: Any, result: SelectionResult, evaluate: Callable[[A
     accuracies."""
     space, cfg = setup.space, setup.cfg
     truth, metric = benchmark_truth(cfg)
+    true_accuracy = (lambda arch: truth(space.format(arch))) if truth is not None else None
     rows = baseline_rows(space, evaluate, result, setup.constraints, seed=cfg.seed, test_accuracy=test_accuracy,
-                         true_accuracy=(lambda arch: truth(space.format(arch))) if truth is not None else None)
+                         true_accuracy=true_accuracy)
+    if isinstance(evaluate, LearnedEvaluator):
+        arch, _ = evaluate.best_labelled()
+        rows.append(BaselineRow(
+            f"best of the {len(evaluate.labelled)} labelled archs ({evaluate.config.label_metric})",
+            space.format(arch), float(evaluate(arch)), space.count_params(arch),
+            None if test_accuracy is None else float(test_accuracy(arch)),
+            None if true_accuracy is None else true_accuracy(arch)))
     notes = [] if trained else ["no arch was trained: scores are proxy values; accuracies need training or a benchmark"]
     return SearchBaselines(rows, metric, notes)
 

@@ -74,7 +74,13 @@ def test_the_learned_evaluator_ranks_without_its_labelled_archs_and_searches(tmp
     searched = nasframe("search", *learned, "benchmark=nb201", "selector=random", "selector.num_samples=5",
                         f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert searched.returncode == 0, searched.stderr[-3000:]
-    assert json.loads((run_dir / "outcome.json").read_text())["evaluator"] == "learned"
+    outcome = json.loads((run_dir / "outcome.json").read_text())
+    assert outcome["evaluator"] == "learned"
+    # the labelled archs were a random search with true evaluations: the report shows their best beside the pick
+    labels = json.loads((run_dir / "selection.json").read_text())["details"]["evaluator"]["labels"]
+    best = [row for row in outcome["baselines"]["rows"] if row["label"].startswith("best of the 6 labelled archs")]
+    assert len(best) == 1 and best[0]["true_accuracy"] == max(labels)
+    assert "best of the 6 labelled archs (cifar10_test)" in (run_dir / "report.md").read_text()
     without = nasframe("search", "evaluator=learned", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
     assert without.returncode != 0 and "benchmark=nb201" in without.stderr and "Traceback" not in without.stderr
 

@@ -92,6 +92,12 @@ class LearnedEvaluator:
             score = self.cache[arch] = float(self.surrogate.predict([arch], [self.proxies.component_values(arch)])[0])
         return score
 
+    def best_labelled(self) -> tuple[Arch, float]:
+        """The labelled arch with the highest label, and its label. Labelling N archs is itself a random search
+        with N true evaluations: a search through this evaluator has to beat it to have earned its model."""
+        best = max(range(len(self.labelled)), key=self.labels.__getitem__)
+        return self.labelled[best], self.labels[best]
+
     def summary(self) -> str:
         cfg = self.config
         return (f"{cfg.model} ({'with' if cfg.encode_arch else 'without'} the arch encoding) over the zero-cost "
