@@ -48,7 +48,7 @@ from nasframe.hardware import describe_device
 from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
-TRUTHS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")  # NB201's, for scripts/zero_cost_learned.py
+TRUTHS = ("cifar10_test", "cifar100_test", "imagenet16_120_test")  # NB201's (also read by zero_cost_combination.py)
 #: Kendall tau on all 15,625 cells against CIFAR-10 test accuracy, as published (VKDNW, CVPR 2025, Table 1 re-run,
 #: and AZ-NAS's official notebook), for the rows that have one
 PUBLISHED_TAU = {"params": 0.578, "flops": 0.623, "synflow": 0.561, "jacov": 0.616, "naswot": 0.571, "zico": 0.607,
