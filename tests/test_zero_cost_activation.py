@@ -166,3 +166,14 @@ def test_naswot_reads_stacked_node_features_per_node() -> None:
                                               ProxyBatch([ids], [labels[ids]], 3, None))["naswot"]
               for node_major in (True, False)]
     assert values[0] == pytest.approx(values[1], rel=1e-9)
+
+
+def test_the_one_product_hamming_kernel_equals_the_papers_two_products() -> None:
+    """K = c c^T + (1 - c)(1 - c)^T, computed as 2 c c^T - s_i - s_j + units: equal, bit for bit."""
+    from nasframe.evaluation.zero_cost.naswot import hamming_kernel
+
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(7, 33), (16, 1000), (5, 1)]:
+        codes = torch.rand(shape, generator=generator) > 0.3
+        c = codes.double()
+        assert torch.equal(hamming_kernel(codes), c @ c.T + (1 - c) @ (1 - c).T), shape

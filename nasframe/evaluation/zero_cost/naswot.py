@@ -33,9 +33,14 @@ from nasframe.evaluation.zero_cost.base import PROXIES, Proxy, ProxyBatch, Proxy
 
 
 def hamming_kernel(codes: torch.Tensor) -> torch.Tensor:
-    """``c c^T + (1 - c)(1 - c)^T`` of one layer's binary codes (N, units): how many units two examples agree on."""
-    codes = codes.float()
-    return (codes @ codes.T + (1 - codes) @ (1 - codes).T).double()
+    """``c c^T + (1 - c)(1 - c)^T`` of one layer's binary codes (N, units): how many units two examples agree on.
+
+    Computed with one product: ``(1 - c)(1 - c)^T = units - s_i - s_j + c c^T`` with ``s`` the active units per
+    example, so ``K = 2 c c^T - s_i - s_j + units``. Every term is an integer of at most ``2 units``: exact in
+    float32 below 2^23 units, else computed in float64."""
+    codes = codes.float() if codes.shape[1] < 2 ** 23 else codes.double()
+    active = codes.sum(1)
+    return (2 * (codes @ codes.T) - active[:, None] - active[None, :] + codes.shape[1]).double()
 
 
 @PROXIES.register("naswot")
