@@ -4,7 +4,7 @@ Beside the selected arch, every search report shows the largest arch (most param
 constraints and random search with the same number of evaluations through the same evaluator and constraints
 (:mod:`nasframe.selection.baselines`), each scored by the run's evaluator; with trained weights also the test
 accuracy of its extracted subnet, and with ``benchmark=...`` the benchmark's true accuracy of every row. A learned
-evaluator (``evaluator=learned``) adds the best of the archs it was fitted on: they were evaluated for real (random
+evaluator (``evaluator=learned``) adds, through its ``baseline_archs``, the best of the archs it was fitted on: they were evaluated for real (random
 search with that many true evaluations), so its pick has to beat them too. A pick that does not beat these has not
 earned its search.
 """
@@ -17,7 +17,6 @@ from typing import Any
 
 from nasframe.benchmarks.base import build_benchmark
 from nasframe.core.arch import Arch
-from nasframe.evaluation.learned import LearnedEvaluator
 from nasframe.selection.base import SelectionResult
 from nasframe.selection.baselines import BaselineRow, baseline_rows, render_baselines
 
@@ -42,13 +41,11 @@ def measure_baselines(setup: Any, result: SelectionResult, evaluate: Callable[[A
     true_accuracy = (lambda arch: truth(space.format(arch))) if truth is not None else None
     rows = baseline_rows(space, evaluate, result, setup.constraints, seed=cfg.seed, test_accuracy=test_accuracy,
                          true_accuracy=true_accuracy)
-    if isinstance(evaluate, LearnedEvaluator):
-        arch, _ = evaluate.best_labelled()
-        rows.append(BaselineRow(
-            f"best of the {len(evaluate.labelled)} labelled archs ({evaluate.config.label_metric})",
-            space.format(arch), float(evaluate(arch)), space.count_params(arch),
-            None if test_accuracy is None else float(test_accuracy(arch)),
-            None if true_accuracy is None else true_accuracy(arch)))
+    own = getattr(evaluate, "baseline_archs", None)  # an evaluator's own archs to beat (learned: its best label)
+    for label, arch in (own() if own is not None else {}).items():
+        rows.append(BaselineRow(label, space.format(arch), float(evaluate(arch)), space.count_params(arch),
+                                None if test_accuracy is None else float(test_accuracy(arch)),
+                                None if true_accuracy is None else true_accuracy(arch)))
     notes = [] if trained else ["no arch was trained: scores are proxy values; accuracies need training or a benchmark"]
     return SearchBaselines(rows, metric, notes)
 

@@ -28,10 +28,6 @@ from nasframe.rank import trivial_baselines
 RESULTS = Path("results")
 
 
-def build_space(description: dict):
-    return space_from_description(description)
-
-
 _COUNTERS: dict[str, ZeroCostEvaluator] = {}
 
 
@@ -48,7 +44,7 @@ def main() -> None:
     entries = []
     for path in sorted(RESULTS.glob("nb201_ranking_*.json")) + sorted((RESULTS / "gnn_bench_cora_cpu").glob("run_*.json")):
         ranking = json.loads(path.read_text())["ranking"]
-        space = build_space(ranking["protocol"]["space"])
+        space = space_from_description(ranking["protocol"]["space"])
         natives = [a["arch"] for a in ranking["archs"]]
         truth = [a["truth"] for a in ranking["archs"]]
         entries.append({"source": str(path), "space": ranking["protocol"]["space"], "num_archs": len(natives),

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from nasframe.evaluation.ranking import ranking_metrics
-from nasframe.evaluation.surrogate import ProxySurrogate
+from nasframe.evaluation.surrogate import ProxySurrogate, has_cells
 from nasframe.evaluation.zero_cost.combine import combine_population
 from nasframe.markdown import markdown_table
 
@@ -72,8 +72,7 @@ def main() -> None:
     classes = [space.canonical(a) for a in archs]
     per_arch = [{c: values[c][cls] for c in components} for cls in classes]
     truths = {t: np.asarray(v)[scored] for t, v in target.truths.items()}
-    cell_features = any(choice.name.startswith("edge_") for choice in space.choices)
-    models = {name: spec for name, spec in MODELS.items() if cell_features or not spec[2]}
+    models = {name: spec for name, spec in MODELS.items() if has_cells(space) or not spec[2]}
     rows = []
     started = time.perf_counter()
     for n in LABELLED:
@@ -123,14 +122,13 @@ def _row(method: str, draw: int, labelled: int, scores: np.ndarray, truths: dict
 
 def markdown(report: dict) -> str:
     p = report["protocol"]
-    checks = p.get("checks", ["cifar100_test", "imagenet16_120_test"])
-    metric = p.get("metric", "cifar10_test")
-    lines = [f"# A learned combination of zero-cost proxies on {p.get('title', 'NAS-Bench-201')}", "",
-             f"- {p.get('archs', p.get('cells'))} archs scored by every proxy ({', '.join(p['components'])}); labels: "
+    checks, metric = p["checks"], p["metric"]
+    lines = [f"# A learned combination of zero-cost proxies on {p['title']}", "",
+             f"- {p['archs']} archs scored by every proxy ({', '.join(p['components'])}); labels: "
              f"{p['label']}; {p['draws']} draws per N; metrics on the archs not drawn",
              f"- `{p['command']}`, {p['date']}",
              *([f"- ceiling of a model fitted on {p['label']}: {p['label']} itself ranks all {p['space_archs']:,} archs "
-                f"at tau {p['label_ranking_tau']:.3f} against {p.get('metric')}"] if p.get("label_ranking_tau") else []),
+                f"at tau {p['label_ranking_tau']:.3f} against {metric}"] if p["label_ranking_tau"] is not None else []),
              "",
              f"Kendall tau against {metric} (mean ± std over draws; check columns at N=100: "
              + ("never fitted on" if p["label"] not in checks else "the metric fitted on") + ")", ""]

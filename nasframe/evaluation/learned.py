@@ -19,7 +19,7 @@ import numpy as np
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.evaluation.surrogate import MODELS, ProxySurrogate
+from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_cells
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostEvaluator
 
 
@@ -55,7 +55,7 @@ class LearnedEvaluator:
         """``label(arch)`` gives a labelled arch's accuracy; ``population`` (e.g. the archs a ranking scores) joins
         the reference sample that defines the features' ranks."""
         config.check()
-        if config.cell_features and not any(c.name.startswith("edge_") for c in space.choices):
+        if config.cell_features and not has_cells(space):
             raise ConfigError(f"evaluator.cell_features: space {space.name} has no NAS-Bench-201-style cell "
                               "(choices edge_<to>_<from>) to describe")
         self.space, self.proxies, self.config = space, proxies, config
@@ -92,11 +92,11 @@ class LearnedEvaluator:
             score = self.cache[arch] = float(self.surrogate.predict([arch], [self.proxies.component_values(arch)])[0])
         return score
 
-    def best_labelled(self) -> tuple[Arch, float]:
-        """The labelled arch with the highest label, and its label. Labelling N archs is itself a random search
-        with N true evaluations: a search through this evaluator has to beat it to have earned its model."""
+    def baseline_archs(self) -> dict[str, Arch]:
+        """Archs a search through this evaluator has to beat, by report label: the labelled arch with the highest
+        label (labelling N archs is itself a random search with N true evaluations)."""
         best = max(range(len(self.labelled)), key=self.labels.__getitem__)
-        return self.labelled[best], self.labels[best]
+        return {f"best of the {len(self.labelled)} labelled archs ({self.config.label_metric})": self.labelled[best]}
 
     def summary(self) -> str:
         cfg = self.config

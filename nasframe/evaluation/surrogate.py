@@ -66,6 +66,12 @@ def one_hot(space: SearchSpace, arch: Mapping[str, str]) -> np.ndarray:
     return np.concatenate([[1.0 if arch[c.name] == option else 0.0 for option in c.options] for c in space.choices])
 
 
+def has_cells(space: SearchSpace) -> bool:
+    """Whether ``space``'s choices are the edges of a cell (``edge_<to>_<from>``), which :func:`cell_features`
+    describes."""
+    return any(choice.name.startswith("edge_") for choice in space.choices)
+
+
 def cell_paths(arch: Mapping[str, str]) -> list[list[str]]:
     """Each path of a cell whose choices are ``edge_<to>_<from>`` (node 0 the input, the highest node the output),
     as the names of its edges, skipping ``none`` edges."""

@@ -129,7 +129,7 @@ class ActiveSliceSGD(torch.optim.SGD):
                         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     buffer = state["momentum_buffer"]
                 regions = self.regions.of(param)
-                if regions is None:  # not elastic: the whole tensor ran
+                if regions is None:  # not elastic, or some path ran it whole: torch's update on the tensor
                     params.append(param)
                     grads.append(param.grad)
                     buffers.append(buffer)
