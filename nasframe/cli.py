@@ -173,7 +173,7 @@ def _latency_main() -> Callable[[list[str]], None]:
 
 #: commands with plain arguments (no Hydra config): name -> (loader of their main(argv), help)
 PLAIN_COMMANDS: dict[str, tuple[Callable[[], Callable[[list[str]], None]], str]] = {
-    "gather": (_gather_main, "one report from many search runs (a sweep): nasframe gather DIR [--benchmark nb201]"),
+    "gather": (_gather_main, "one report from many search runs (a sweep): nasframe gather DIR [--benchmark nb201|nasbench_graph]"),
     "latency": (_latency_main, "latency table on this device and its accuracy on held-out archs: "
                                "nasframe latency [--device cuda] [--batch-size N] [--model additive|interaction|transfer]"),
     "merge": (_merge_main, "merge few-shot sub-supernet jobs (sampler.train_only=k): nasframe merge RUNS --out DIR"),

@@ -6,7 +6,8 @@ Runs that started (a checkpoint or Hydra's ``.hydra`` record) but have no outcom
 cancelled, still running) are listed as unfinished by name (their overrides) with how far they got, so a sweep
 never silently loses a job; rerunning the sweep with ``resume=auto`` continues exactly those. A directory inside
 another run's directory (the parts of a few-shot ``sampler.budget=per_part`` run) belongs to that run. Rows that
-differ only in ``seed`` are summarised as mean ± standard deviation. With a tabular benchmark for the runs' space (``--benchmark nb201``), each selected arch's true accuracy is added.
+differ only in ``seed`` are summarised as mean ± standard deviation. With a tabular benchmark for the runs' space (``--benchmark nb201``,
+``--benchmark nasbench_graph [--benchmark-dataset cora]``), each selected arch's true accuracy is added.
 Writes ``gather.md`` and ``gather.json`` into ``DIR`` (or ``--out``).
 """
 
@@ -79,14 +80,21 @@ def load_row(run: Path, root: Path) -> dict[str, Any]:
     return {"run": str(run.relative_to(root)) or ".", "overrides": overrides_of(run), **outcome}
 
 
-def true_accuracies(rows: list[dict[str, Any]], benchmark_name: str, metric: str | None) -> str:
-    """Add ``true_accuracy`` from a tabular benchmark to rows of its space; returns the metric used."""
-    from nasframe.benchmarks.nb201 import NB201Benchmark
+def true_accuracies(rows: list[dict[str, Any]], benchmark_name: str, metric: str | None,
+                    dataset: str | None = None) -> str:
+    """Add ``true_accuracy`` from a registered tabular benchmark (``nb201``, ``nasbench_graph``; ``dataset`` picks
+    the latter's data set, default its config's) to rows of its space; returns the metric used (default: the
+    benchmark's first ``*_test`` metric)."""
+    from nasframe.benchmarks.base import BENCHMARKS, build_benchmark
 
-    if benchmark_name != "nb201":
-        raise ConfigError(f"gather: unknown benchmark '{benchmark_name}'; known: nb201")
-    benchmark = NB201Benchmark()
-    metric = benchmark.check_metric(metric or "cifar10_test")
+    if benchmark_name not in BENCHMARKS:
+        raise ConfigError(f"gather: unknown benchmark '{benchmark_name}'; known: {', '.join(BENCHMARKS.names())}")
+    node: dict[str, Any] = {"name": benchmark_name}
+    if dataset:
+        node["dataset"] = dataset
+    benchmark = build_benchmark(node)
+    tests = [m for m in benchmark.metrics if m.endswith("_test")]
+    metric = benchmark.check_metric(metric or (tests[0] if tests else benchmark.metrics[0]))
     for row in rows:
         if row["space"] == benchmark.space_name:
             row["true_accuracy"] = benchmark.metric(row["arch"], metric)
@@ -162,14 +170,15 @@ def render(root: Path, rows: list[dict[str, Any]], unfinished: list[dict[str, An
     return "\n".join(lines) + "\n"
 
 
-def gather(root: Path, out: Path | None = None, benchmark: str | None = None, metric: str | None = None) -> Path:
+def gather(root: Path, out: Path | None = None, benchmark: str | None = None, metric: str | None = None,
+           benchmark_dataset: str | None = None) -> Path:
     """Gather the runs under ``root``; returns the path of the Markdown report."""
     finished, unfinished = find_runs(root)
     if not finished and not unfinished:
         raise DataError(f"gather: no search runs under {root} (a run directory holds outcome.json, checkpoint.pt or .hydra/)")
     rows = [load_row(run, root) for run in finished]
     unfinished = [describe_unfinished(run, root) for run in unfinished]
-    used_metric = true_accuracies(rows, benchmark, metric) if benchmark else None
+    used_metric = true_accuracies(rows, benchmark, metric, benchmark_dataset) if benchmark else None
     summary = summarise(rows)
     out = out or root
     out.mkdir(parents=True, exist_ok=True)
@@ -186,9 +195,11 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="a multirun directory (or any folder of search runs)")
     parser.add_argument("--out", type=Path, default=None, help="where to write gather.md/.json (default: root)")
-    parser.add_argument("--benchmark", default=None, help="add true accuracies from this tabular benchmark (nb201)")
-    parser.add_argument("--metric", default=None, help="the benchmark metric (default cifar10_test)")
+    parser.add_argument("--benchmark", default=None,
+                        help="add true accuracies from this tabular benchmark (nb201, nasbench_graph)")
+    parser.add_argument("--benchmark-dataset", default=None, help="nasbench_graph's data set (default cora)")
+    parser.add_argument("--metric", default=None, help="the benchmark metric (default: its first *_test metric)")
     args = parser.parse_args(argv)
-    report = gather(args.root, args.out, args.benchmark, args.metric)
+    report = gather(args.root, args.out, args.benchmark, args.metric, args.benchmark_dataset)
     print(report.read_text())
     print(f"written to {report} and {report.with_suffix('.json')}")

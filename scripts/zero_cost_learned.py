@@ -14,8 +14,8 @@ label is CIFAR-10 test accuracy and the check is CIFAR-100 and ImageNet16-120 (n
 has both, so on Cora the label is validation accuracy and the metrics are against test accuracy (fit on valid,
 report test). Models (``MODELS``): gradient-boosted trees, ridge regression and a pairwise-logistic linear score,
 with and without the arch encoding and the cell features, and the mean rank of the trees and the pairwise score
-(on NAS-Bench-201 the first row: above the trees alone at every N on CIFAR-10, the best row at every N but 25);
-the zero-shot rows of the same archs (the best single proxies, AZ-NAS's log-rank sum) are given beside them.
+(on NAS-Bench-201 the first row: above the trees alone at every N on CIFAR-10, the best row at every N but 25),
+and the encoding with #params as the only proxy (what the costly proxies add); the zero-shot rows of the same archs (the best single proxies, AZ-NAS's log-rank sum) are given beside them.
 Writes ``<out>/zero_cost_learned.{json,md}``.
 """
 
@@ -41,12 +41,15 @@ from zero_cost_ranking import COMBINATIONS, TARGETS, load_values  # scripts/ is 
 LABELLED = (10, 25, 50, 100, 400)
 DRAWS = 5
 MIN_SCORED = 200  # cells a draw must leave to be scored on
-#: row -> (model, arch encoding, cell features); the first row is the one to use (see the docstring)
-MODELS = {"gbt+pairwise + arch encoding + cell features": ("gbt+pairwise", True, True),
-          "pairwise + cell features": ("pairwise", False, True), "pairwise": ("pairwise", False, False),
-          "gbt + arch encoding + cell features": ("gbt", True, True),
-          "gbt + arch encoding": ("gbt", True, False), "gbt": ("gbt", False, False),
-          "ridge + arch encoding": ("ridge", True, False), "ridge": ("ridge", False, False)}
+#: row -> (model, arch encoding, cell features, proxies: None for every scored one); the first row is the one to
+#: use on NAS-Bench-201 (see the docstring); the "#params only" rows ask what the costly proxies add to the encoding
+MODELS = {"gbt+pairwise + arch encoding + cell features": ("gbt+pairwise", True, True, None),
+          "pairwise + cell features": ("pairwise", False, True, None), "pairwise": ("pairwise", False, False, None),
+          "gbt + arch encoding + cell features": ("gbt", True, True, None),
+          "gbt + arch encoding": ("gbt", True, False, None), "gbt": ("gbt", False, False, None),
+          "ridge + arch encoding": ("ridge", True, False, None), "ridge": ("ridge", False, False, None),
+          "gbt + arch encoding, #params only": ("gbt", True, False, ("params",)),
+          "ridge + arch encoding, #params only": ("ridge", True, False, ("params",))}
 #: target -> (label the models are fitted on, the metric the ranking is measured against, check columns, title)
 SETTINGS = {
     "nb201": ("cifar10_test", "cifar10_test", ("cifar100_test", "imagenet16_120_test"), "NAS-Bench-201"),
@@ -83,9 +86,9 @@ def main() -> None:
             rest = np.array([i for i in range(len(archs)) if classes[i] not in seen])  # never scored on it
             if len(rest) < MIN_SCORED:
                 continue  # too few archs left to measure a ranking: the row stays empty until more are scored
-            for method, (model, encode, structure) in models.items():
-                surrogate = ProxySurrogate(space, components, per_arch, model, encode, seed=draw,  # ranks among all
-                                           cell_features=structure)
+            for method, (model, encode, structure, subset) in models.items():
+                surrogate = ProxySurrogate(space, subset or components, per_arch, model, encode,  # ranks among all
+                                           seed=draw, cell_features=structure)
                 surrogate.fit([archs[i] for i in chosen], [per_arch[i] for i in chosen], truths[label][chosen])
                 predicted = surrogate.predict([archs[i] for i in rest], [per_arch[i] for i in rest])
                 rows.append(_row(f"learned: {method}", draw, n, predicted, truths, rest, primary))

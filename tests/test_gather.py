@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nasframe.errors import DataError
+from nasframe.errors import ConfigError, DataError
 from nasframe.gather import gather, group_key
 
 TINY = ["space.channels=4", "space.cells_per_stage=1", "trainer.epochs=1", "trainer.batch_size=128",
@@ -96,3 +96,20 @@ def test_training_free_runs_are_gathered_with_their_baselines(tmp_path: Path) ->
     assert summary[0]["baselines"] == {"selected": [93.5, 0.5], "largest arch": [93.76, 0.0],
                                        "random search, 200 evaluations": [92.5, 0.5]}
     assert "| random search, 200 evaluations | 92.50 ± 0.50 |" in report
+
+
+def test_true_accuracies_come_from_nasbench_graph_for_gnn_runs(tmp_path: Path) -> None:
+    pytest.importorskip("nas_bench_graph", reason="needs the nas-bench-graph package")
+    from nasframe.benchmarks.nasbench_graph import NASBenchGraph
+
+    arch = "Arch([0, 1, 1, 2], ['gin', 'gin', 'arma', 'gin'])"
+    run = tmp_path / "0"
+    run.mkdir()
+    (run / "outcome.json").write_text(json.dumps({"space": "gnn_bench", "arch": arch, "seed": 0, "params": 10,
+                                                  "seconds": {"train": 0.0, "total": 1.0}}))
+    gather(tmp_path, benchmark="nasbench_graph", benchmark_dataset="citeseer")
+    payload = json.loads((tmp_path / "gather.json").read_text())
+    assert payload["true_metric"] == "citeseer_test"  # the benchmark's test metric unless --metric names another
+    assert payload["rows"][0]["true_accuracy"] == NASBenchGraph(dataset="citeseer").metric(arch, "citeseer_test")
+    with pytest.raises(ConfigError, match="unknown benchmark 'nb301'; known: nasbench_graph, nb201"):
+        gather(tmp_path, benchmark="nb301")
