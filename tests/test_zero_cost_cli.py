@@ -29,6 +29,20 @@ def test_rank_without_a_run_scores_untrained_networks_beside_params_flops_and_ra
     assert 1 <= len(kept) <= 10  # isomorphic cells scored once, kept for a rerun
 
 
+def test_the_assembly_preset_ranks_from_the_cli_with_its_per_proxy_settings(tmp_path):
+    table = synthetic_nb201_table(tmp_path / "table.csv")
+    out = tmp_path / "ranked"
+    ranked = nasframe("rank", "evaluator=zero_cost_assembly", "space=nb201", "dataset=digits", *TINY_SPACE,
+                      f"benchmark.path={table}", "ranking.num_archs=6", f"out={out}",
+                      f"hydra.run.dir={tmp_path / 'rank'}", cwd=tmp_path)
+    assert ranked.returncode == 0, ranked.stderr[-3000:]
+    proxies = json.loads((out / "ranking.json").read_text())["protocol"]["evaluator"]["proxies"]
+    assert set(proxies) == {"az_nas", "params", "synflow", "jacov"}
+    assert proxies["synflow"]["settings"]["bn"] == "calibrated" and proxies["synflow"]["settings"]["input"] == "real"
+    assert proxies["az_nas"]["settings"]["bn"] == "train"  # AZ-NAS's own mode: the synflow override stays there
+    assert {p["settings"]["batch_size"] for n, p in proxies.items() if n != "params"} == {16}
+
+
 def test_rank_needs_a_run_or_a_training_free_evaluator(tmp_path):
     missing = nasframe("rank", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     assert missing.returncode != 0 and "needs run=" in missing.stderr and "Traceback" not in missing.stderr

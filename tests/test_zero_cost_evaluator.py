@@ -13,7 +13,7 @@ from torch import nn
 
 from nasframe.core.space import DataSpec
 from nasframe.data.base import TensorSplit
-from nasframe.errors import ConfigError
+from nasframe.errors import ConfigError, NasframeError
 from nasframe.evaluation.ranking import random_ranking_expectation
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.evaluation.zero_cost.base import ProxySettings
@@ -109,6 +109,42 @@ def test_an_unknown_proxy_or_setting_is_a_clear_error():
         tiny_evaluator("synflw")
     with pytest.raises(ConfigError, match="evaluator.bn"):
         tiny_evaluator("grad_norm", bn="frozen")
+
+
+def test_per_proxy_settings_apply_to_their_proxy_only_and_change_its_value():
+    evaluator = tiny_evaluator(["synflow", "jacov"], batch_size=8, per_proxy={"synflow": {"bn": "calibrated",
+                                                                                           "input": "real"}})
+    synflow, jacov = evaluator.settings["synflow"], evaluator.settings["jacov"]
+    assert (synflow.bn, synflow.input, synflow.batch_size) == ("calibrated", "real", 8)  # global, then its own
+    assert (jacov.bn, jacov.input, jacov.batch_size) == ("train", "real", 8)  # the paper's, the global batch size
+    arch = evaluator.space.parse(LARGEST)
+    plain = tiny_evaluator("synflow", batch_size=8)
+    calibrated = tiny_evaluator("synflow", batch_size=8, bn="calibrated", input="real")
+    value = evaluator.component_values(arch)["synflow"]
+    assert value == calibrated.component_values(arch)["synflow"] != plain.component_values(arch)["synflow"]
+    assert evaluator.describe() != tiny_evaluator(["synflow", "jacov"], batch_size=8).describe()  # cache fingerprint
+
+
+def test_per_proxy_errors_name_the_proxy_and_the_setting():
+    with pytest.raises(ConfigError, match="per_proxy.naswot: not a proxy of this evaluator; it runs synflow"):
+        tiny_evaluator("synflow", per_proxy={"naswot": {"bn": "eval"}})
+    with pytest.raises(ConfigError, match="per_proxy.synflow.momentum: unknown setting; valid: init, bn"):
+        tiny_evaluator("synflow", per_proxy={"synflow": {"momentum": 0.1}})
+    with pytest.raises(ConfigError, match="per_proxy.params: params reads no data and no weights"):
+        tiny_evaluator(["params", "synflow"], per_proxy={"params": {"bn": "eval"}})
+    with pytest.raises(ConfigError, match="evaluator.per_proxy.synflow.bn: 'frozen' is not one of"):
+        tiny_evaluator("synflow", per_proxy={"synflow": {"bn": "frozen"}})
+
+
+def test_values_recorded_from_elsewhere_are_kept_and_cached(tmp_path):
+    cache = tmp_path / "values.jsonl"
+    worker, keeper = tiny_evaluator("params"), tiny_evaluator("params", cache_file=str(cache))
+    arch = worker.space.parse(LARGEST)
+    keeper.record(arch, worker.component_values(arch), 0.5)
+    assert keeper.component_values(arch) == worker.component_values(arch) and keeper.seconds[keeper.key(arch)] == 0.5
+    assert tiny_evaluator("params", cache_file=str(cache)).values == keeper.values  # read back from the file
+    with pytest.raises(NasframeError, match="record: no value for component params"):
+        keeper.record(arch, {"flops": 1.0}, 0.1)
 
 
 def test_a_combined_score_ranks_among_the_reference_sample():

@@ -23,9 +23,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
@@ -50,6 +50,9 @@ class ZeroCostConfig:
     bn: Optional[str] = None  # train | eval | calibrated
     input: Optional[str] = None  # real | noise
     batch_size: Optional[int] = None
+    # per proxy (its registered name): overrides of the same four settings for that proxy only, applied after the
+    # ones above, e.g. {synflow: {bn: calibrated, input: real}} (see configs/evaluator/zero_cost_assembly.yaml)
+    per_proxy: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0  # the weights' and the batch's seed, the same for every arch
     combine: str = "log_rank"  # log_rank (AZ-NAS) | rank: how several components make one score
     reference_archs: int = 256  # selectors: the sample (seeded) that ranks a combination's components
@@ -111,7 +114,9 @@ class ZeroCostEvaluator:
             if not is_graph and not proxy.supports_images:
                 raise ConfigError(f"evaluator.proxy: {proxy.name} is defined for graph networks, not for the image "
                                   f"space '{space.name}'")
-        self.settings = {p.name: check_settings(self._settings_for(p)) for p in self.proxies}
+        self._check_per_proxy()
+        self.settings = {p.name: check_settings(self._settings_for(p), self._where(p))
+                         for p in self.proxies}
         self.train, self.prepare = train, prepare
         self.input_shape = None if is_graph else tuple(space.data.input_shape)
         self._batches: dict[ProxySettings, ProxyBatch] = {}
@@ -130,9 +135,29 @@ class ZeroCostEvaluator:
                                        ("batch_size", cfg.batch_size)) if v is not None}
         if proxy.structural:
             return paper
+        overrides.update({k: v for k, v in dict(cfg.per_proxy.get(proxy.name) or {}).items() if v is not None})
         # for a proxy that makes its own input (synflow's ones), input and batch_size give the batch that a
         # bn=calibrated preparation sets the BatchNorm statistics from
         return replace(paper, **overrides)
+
+    def _check_per_proxy(self) -> None:
+        """``per_proxy`` may name only proxies this evaluator runs (not structural ones) and only the settings."""
+        running = {p.name: p for p in self.proxies}
+        for name, overrides in dict(self.config.per_proxy or {}).items():
+            proxy = running.get(name)
+            if proxy is None:
+                raise ConfigError(f"evaluator.per_proxy.{name}: not a proxy of this evaluator; it runs "
+                                  f"{', '.join(running)}")
+            if proxy.structural:
+                raise ConfigError(f"evaluator.per_proxy.{name}: {name} reads no data and no weights: it has no "
+                                  "settings to override")
+            unknown = sorted(set(dict(overrides or {})) - set(_OVERRIDABLE))
+            if unknown:
+                raise ConfigError(f"evaluator.per_proxy.{name}.{unknown[0]}: unknown setting; valid: "
+                                  f"{', '.join(_OVERRIDABLE)}")
+
+    def _where(self, proxy: Proxy) -> str:
+        return f"evaluator.per_proxy.{proxy.name}" if proxy.name in (self.config.per_proxy or {}) else "evaluator"
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the scores: proxies, components, each proxy's settings, seed, combination."""
@@ -172,10 +197,19 @@ class ZeroCostEvaluator:
             for proxy in self.proxies:
                 values.update(self._run(proxy, key))
             values = {c: _finite_or_worst(values[c]) for c in self.components}
-            self.values[key] = values
-            self.seconds[key] = time.perf_counter() - began
-            self._append_cache(key, values, self.seconds[key])
+            self.record(key, values, time.perf_counter() - began)
         return values
+
+    def record(self, arch: Mapping[str, str], values: Mapping[str, float], seconds: float) -> None:
+        """Keep (and append to the cache file) ``values`` computed for ``arch`` elsewhere with these same settings,
+        e.g. by a worker process running an evaluator built from the same config."""
+        missing = [c for c in self.components if c not in values]
+        if missing:
+            raise NasframeError(f"record: no value for component {missing[0]} of {self.space.format(arch)}")
+        key = self.key(arch)
+        self.values[key] = {c: float(values[c]) for c in self.components}
+        self.seconds[key] = float(seconds)
+        self._append_cache(key, self.values[key], self.seconds[key])
 
     def __call__(self, arch: Mapping[str, str]) -> float:
         values = self.component_values(arch)
@@ -253,6 +287,10 @@ class ZeroCostEvaluator:
                "fingerprint": self._fingerprint}
         with self.cache_path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
+
+
+#: the settings ``per_proxy`` may override (ProxySettings' fields a config sets)
+_OVERRIDABLE = ("init", "bn", "input", "batch_size")
 
 
 def _finite_or_worst(value: float) -> float:
