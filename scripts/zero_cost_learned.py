@@ -2,6 +2,8 @@
 
     python scripts/zero_cost_learned.py                  # NAS-Bench-201, after zero_cost_ranking.py --target nb201
     python scripts/zero_cost_learned.py --target cora    # NAS-Bench-Graph Cora, after ... --target cora
+    python scripts/zero_cost_learned.py --values results/zero_cost_assembly_nb201 --out results/zero_cost_assembly_nb201
+                                                         # every NB201 cell, with the values zero_cost_assembly.py kept
 
 For N = 10, 25, 50, 100, 400 labelled archs and 5 draws each (seeds 0-4): draw N archs uniformly from those every
 proxy has scored, fit a model on their proxy values (as ranks) and, optionally, a one-hot encoding of the arch

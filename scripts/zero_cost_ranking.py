@@ -152,9 +152,10 @@ def main() -> None:
 
 
 def load_values(folder: Path, space) -> dict[str, dict]:
-    """Component (or variant) -> {canonical class: value} from the values files kept in ``folder``."""
+    """Component (or variant) -> {canonical class: value} from the values files kept in ``folder``
+    (``values_<proxy or variant>.jsonl`` as this script writes them, or one evaluator's ``values.jsonl``)."""
     values: dict[str, dict] = {}
-    for path in sorted(folder.glob("values_*.jsonl")):
+    for path in sorted(folder.glob("values*.jsonl")):  # values.jsonl: one evaluator's components
         label = path.stem.removeprefix("values_")
         for line in path.read_text().splitlines():
             try:
