@@ -40,7 +40,7 @@ from nasframe.evaluation.zero_cost.combine import combine_population
 from nasframe.markdown import markdown_table
 from nasframe.search import evaluator_settings
 
-from zero_cost_ranking import PUBLISHED_TAU, TARGETS, load_values  # scripts/ is on the path when a script runs
+from zero_cost_ranking import PUBLISHED_TAU, TARGETS, load_values, metrics_table  # scripts/ is on the path when a script runs
 
 PRESET = Path("configs/evaluator/zero_cost_assembly.yaml")
 AZ_NAS_DATA = ("az_expressivity", "az_progressivity", "az_trainability")
@@ -229,7 +229,7 @@ def against_paper_settings(target, evaluator: ZeroCostEvaluator, paper_values: d
 
 def markdown(report: dict) -> str:
     p, timing = report["protocol"], report["timing"]
-    first, others = p["truths"][0], p["truths"][1:]
+    first = p["truths"][0]
     scored = report["rows"][0]["num_classes_scored"]
     lines = [f"# A training-free evaluator on every {p['target'].upper()} cell: `{p['evaluator_file']}`", "",
              f"- {report['rows'][0]['num_archs']:,} of {p['cells']:,} cells ({scored:,} of "
@@ -242,18 +242,8 @@ def markdown(report: dict) -> str:
              f"time, {timing['mean_class_seconds']:.3f} s per class in a worker ("
              + "; ".join(f"`{s['command']}`: {s['classes']:,} classes in {s['wall_s'] / 60:.1f} min on "
                          f"{s['workers']} workers ({s['date']})" for s in timing["slices"]) + ")", ""]
-    table = []
-    for r in sorted(report["rows"], key=lambda r: -r[first]["kendall_tau"]):
-        m = r[first]
-        table.append([r["method"], f"{r['num_archs']:,}{'' if r['complete'] else ' (partial)'}", m["kendall_tau"],
-                      r.get("published_kendall_tau"), m["spearman"], m["precision_at_top_5pct"],
-                      m["precision_at_top_10pct"], m["kendall_tau_true_top_10pct"],
-                      *(r[t]["kendall_tau"] for t in others)])
+    lines.append(metrics_table(report["rows"], p["truths"], seconds=False))
     fmt = ".3f"
-    lines.append(markdown_table(
-        ["ranking", "cells", f"{first} tau", "published tau", "Spearman", "P@5%", "P@10%", "tau in top 10%",
-         *(f"{t} tau" for t in others)],
-        table, "l" + "r" * (7 + len(others)), formats=[None, None, fmt, None, fmt, fmt, fmt, fmt, *(fmt for _ in others)]))
     compared = report.get("against_paper_settings") or []
     if compared:
         lines += ["", f"## These settings against the papers' ({compared[0]['classes']:,} classes, "

@@ -233,26 +233,33 @@ def write_report(out: Path, target: Target, evaluators: dict, machine: str) -> N
 
 def markdown(report: dict) -> str:
     p = report["protocol"]
-    first, others = p["truths"][0], p["truths"][1:]
     title = {"nb201": "NAS-Bench-201", "cora": "NAS-Bench-Graph, Cora"}[p["target"]]
     lines = [f"# Zero-cost proxies on {title}", "",
              f"- {p['cells']:,} archs ({p['isomorphism_classes']:,} isomorphism classes, each scored once); truth: {p['truth']}",
              f"- space {json.dumps(p['space']['config'])}; data: {p['data']}",
              f"- `{p['command']}` on {p['machine']}, torch {p['torch']}, {p['date']}; scored by {p.get('scored_by', '-')}", ""]
+    lines.append(metrics_table(report["rows"], p["truths"], seconds=True))
+    return "\n".join(lines) + "\n"
+
+
+def metrics_table(rows: list[dict], truths: list[str], seconds: bool) -> str:
+    """Rows sorted by Kendall tau against the first truth: archs scored, tau beside the published one, Spearman,
+    precision@top-5/10 %, tau in the true top 10 %, tau against the other truths (and seconds per arch)."""
+    first, others = truths[0], truths[1:]
     table = []
-    for r in sorted(report["rows"], key=lambda r: -r[first]["kendall_tau"]):
+    for r in sorted(rows, key=lambda r: -r[first]["kendall_tau"]):
         m = r[first]
         spent = r.get("seconds_per_arch")
         table.append([r["method"], f"{r['num_archs']:,}{'' if r['complete'] else ' (partial)'}", m["kendall_tau"],
                       r.get("published_kendall_tau"), m["spearman"], m["precision_at_top_5pct"],
                       m["precision_at_top_10pct"], m["kendall_tau_true_top_10pct"],
-                      *(r[t]["kendall_tau"] for t in others), f"{spent:.3f}" if spent else None])
+                      *(r[t]["kendall_tau"] for t in others), *([f"{spent:.3f}" if spent else None] if seconds else [])])
     fmt = ".3f"
-    lines.append(markdown_table(
+    return markdown_table(
         ["method", "archs scored", f"{first} tau", "published tau", "Spearman", "P@5%", "P@10%", "tau in top 10%",
-         *(f"{t} tau" for t in others), "s / arch"],
-        table, "l" + "r" * (8 + len(others)), formats=[None, None, fmt, None, fmt, fmt, fmt, fmt, *(fmt for _ in others), None]))
-    return "\n".join(lines) + "\n"
+         *(f"{t} tau" for t in others), *(["s / arch"] if seconds else [])],
+        table, "l" + "r" * (7 + len(others) + seconds),
+        formats=[None, None, fmt, None, fmt, fmt, fmt, fmt, *(fmt for _ in others), *([None] if seconds else [])])
 
 
 if __name__ == "__main__":
