@@ -274,7 +274,7 @@ def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] 
         raise ConfigError(f"evaluator.label_metric: {benchmark.name} has no *_valid or *_test metric; name one")
     benchmark.check_metric(metric)
     cfg.label_metric = metric
-    proxies = make_zero_cost_evaluator(setup, ZeroCostConfig(proxy=cfg.proxy, seed=cfg.seed, cache_file=cfg.cache_file))
+    proxies = make_zero_cost_evaluator(setup, cfg.proxy_config())
     log.info("evaluator=learned: scoring and labelling %d archs (%s of %s) and %d reference archs", cfg.num_labelled,
              metric, benchmark.name, cfg.reference_archs)
     return LearnedEvaluator(setup.space, proxies, lambda arch: benchmark.metric(setup.space.format(arch), metric), cfg,

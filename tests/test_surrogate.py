@@ -136,3 +136,14 @@ def test_pairwise_models_learn_a_label_that_one_proxy_carries(model):
     # an arch's score does not depend on the archs scored with it (the learned evaluator scores one at a time)
     alone = [surrogate.predict([a], [v])[0] for a, v in zip(archs[100:110], values[100:110])]
     assert np.allclose(alone, predicted[:10])
+
+
+def test_the_learned_evaluators_proxies_take_the_zero_cost_settings_and_their_own_seed():
+    from nasframe.evaluation.learned import LearnedConfig
+
+    plain = LearnedConfig(seed=3).proxy_config()
+    assert plain.seed == 3 and plain.batch_size is None and plain.per_proxy == {}  # follows the draw's seed
+    tuned = LearnedConfig(proxy=["synflow", "jacov"], seed=3, proxy_seed=0, batch_size=16, cache_file="c.jsonl",
+                          per_proxy={"synflow": {"bn": "calibrated"}}).proxy_config()
+    assert (tuned.seed, tuned.batch_size, tuned.cache_file) == (0, 16, "c.jsonl")
+    assert tuned.proxy == ["synflow", "jacov"] and tuned.per_proxy == {"synflow": {"bn": "calibrated"}}

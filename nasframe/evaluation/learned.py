@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
 from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_cells
-from nasframe.evaluation.zero_cost.evaluator import ZeroCostEvaluator
+from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 
 
 def _default_proxies() -> List[str]:
@@ -37,8 +37,17 @@ class LearnedConfig:
     encode_arch: bool = True  # add a one-hot encoding of the arch to the features
     cell_features: bool = False  # add cell-structure features (NAS-Bench-201-style cells: ops on input-output paths)
     reference_archs: int = 256  # further archs (seeded) whose proxy values define the features' ranks
-    seed: int = 0  # the draw, the proxies' weights and batches, the model
+    seed: int = 0  # the draw, the model and (unless proxy_seed is set) the proxies' weights and batches
+    proxy_seed: Optional[int] = None  # the proxies' weights and batches (null: seed); fixed, a cache serves every draw
+    batch_size: Optional[int] = None  # the proxies' batch (null: each proxy's paper default), as evaluator=zero_cost
+    per_proxy: Dict[str, Any] = field(default_factory=dict)  # one proxy's settings, as evaluator=zero_cost
     cache_file: Optional[str] = None  # JSON lines of computed proxy values, reused when the settings match
+
+    def proxy_config(self) -> ZeroCostConfig:
+        """The settings of the zero-cost evaluator that computes the features."""
+        return ZeroCostConfig(proxy=self.proxy, seed=self.seed if self.proxy_seed is None else self.proxy_seed,
+                              batch_size=self.batch_size, per_proxy=dict(self.per_proxy or {}),
+                              cache_file=self.cache_file)
 
     def check(self) -> None:
         if self.num_labelled < 2 or self.reference_archs < 0:
