@@ -3,10 +3,10 @@
 Beside the selected arch, every search report shows the largest arch (most parameters) that meets the run's
 constraints and random search with the same number of evaluations through the same evaluator and constraints
 (:mod:`nasframe.selection.baselines`), each scored by the run's evaluator; with trained weights also the test
-accuracy of its extracted subnet, and with ``benchmark=...`` the benchmark's true accuracy of every row. A learned
-evaluator (``evaluator=learned``) adds, through its ``baseline_archs``, the best of the archs it was fitted on: they were evaluated for real (random
-search with that many true evaluations), so its pick has to beat them too. A pick that does not beat these has not
-earned its search.
+accuracy of its extracted subnet, and with ``benchmark=...`` the benchmark's true accuracy of every row. An
+evaluator may name archs of its own to beat (``baseline_archs``): the learned one (``evaluator=learned``) the best
+of the archs it was fitted on, which were evaluated for real (random search with that many true evaluations). A
+pick that does not beat these has not earned its search.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ The evaluator is built from an evaluator config file exactly as ``nasframe rank 
 default is the ``zero_cost_assembly`` preset), and scores every isomorphism class of the target's space once, in a
 seeded random order, in ``--workers`` processes of one torch thread each (the main process only hands out classes
 and writes the values as they come, so a stopped run continues where it stopped). Each class's value goes to every
-cell of the class; the combination (the preset's log-rank sum) ranks among all scored classes.
+cell of the class; the combination (the preset's log-rank sum) ranks among all scored classes. The values are kept
+in ``<out>/values.jsonl`` (the evaluator's cache, not committed) and, at the end of each run, in ``values.jsonl.gz``
+(committed), from which a fresh checkout continues.
 
 The report (``<out>/zero_cost_assembly.{json,md}``) gives, against CIFAR-10 test accuracy (the metric the preset
 was chosen on) and CIFAR-100 / ImageNet16-120 (never chosen on): Kendall tau, Spearman, precision@top-5/10 %, tau in
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import multiprocessing
 import platform
@@ -103,7 +106,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(args.evaluator)
     target = TARGETS[args.target](torch.device("cpu"))
-    evaluator = build_evaluator(target, settings, str(out / "values.jsonl"))
+    cache, snapshot = out / "values.jsonl", out / "values.jsonl.gz"
+    if not cache.is_file() and snapshot.is_file():  # a checkout keeps only the snapshot: continue from it
+        cache.write_bytes(gzip.decompress(snapshot.read_bytes()))
+    evaluator = build_evaluator(target, settings, str(cache))
     space = target.space
     classes = list(dict.fromkeys(space.canonical(a) for a in target.archs))
     order = [classes[i] for i in np.random.default_rng(0).permutation(len(classes))]
@@ -131,6 +137,8 @@ def main() -> None:
                        "worker_cpu_s": _children_cpu() - cpu_before, "date": time.strftime("%Y-%m-%d %H:%M"),
                        "command": "python " + " ".join(sys.argv)})
         timing_path.write_text(json.dumps(slices, indent=1) + "\n")
+    if cache.is_file():  # the values as committed: gzipped (a fifth of the size), the same bytes for the same values
+        snapshot.write_bytes(gzip.compress(cache.read_bytes(), compresslevel=9, mtime=0))
     paper = args.paper_values or Path(f"results/zero_cost_{args.target}")
     write_report(out, target, evaluator, order, slices, args, load_values(paper, space) if paper.is_dir() else {})
 
@@ -192,25 +200,25 @@ def write_report(out: Path, target, evaluator: ZeroCostEvaluator, order: list, s
                    "sum_of_class_seconds": float(np.sum(per_class_s)),
                    "mean_class_seconds": float(np.mean(per_class_s))},
         "rows": rows,
-        "against_paper_settings": against_paper_settings(target, evaluator, paper_values),
+        "against_paper_settings": against_paper_settings(target, canonical, evaluator, paper_values),
     }
     (out / "zero_cost_assembly.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "zero_cost_assembly.md").write_text(markdown(report))
 
 
-def against_paper_settings(target, evaluator: ZeroCostEvaluator, paper_values: dict) -> list[dict]:
+def against_paper_settings(target, canonical: list, evaluator: ZeroCostEvaluator, paper_values: dict) -> list[dict]:
     """The evaluator's components and combination beside the same computed at the papers' settings (e.g. batch 64
-    instead of 16), on the classes both have scored: what the evaluator's cheaper settings cost in tau."""
+    instead of 16), on the classes both have scored: what the evaluator's cheaper settings cost in tau.
+    ``canonical``: the canonical class of each of the target's archs."""
     components = evaluator.components
     labels = {c: PAPER_LABELS.get(c, c) for c in components}
     if not paper_values or not all(label in paper_values for label in labels.values()):
         return []
-    space = target.space
     shared = [k for k in evaluator.values if all(k in paper_values[label] for label in labels.values())]
-    canonical = [space.canonical(a) for a in target.archs]
-    keep = [i for i, c in enumerate(canonical) if c in set(shared)]
     if len(shared) < 2:
         return []
+    shared_set = set(shared)
+    keep = [i for i, c in enumerate(canonical) if c in shared_set]
     truth = np.asarray(target.truths[next(iter(target.truths))])[keep]
     ours = [evaluator.values[k] for k in shared]
     papers = [{c: paper_values[labels[c]][k] for c in components} for k in shared]

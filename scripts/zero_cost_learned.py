@@ -17,7 +17,10 @@ has both, so on Cora the label is validation accuracy and the metrics are agains
 report test). Models (``MODELS``): gradient-boosted trees, ridge regression and a pairwise-logistic linear score,
 with and without the arch encoding and the cell features, and the mean rank of the trees and the pairwise score
 (on NAS-Bench-201 the first row: above the trees alone at every N on CIFAR-10, the best row at every N but 25),
-and the encoding with #params as the only proxy (what the costly proxies add); the zero-shot rows of the same archs (the best single proxies, AZ-NAS's log-rank sum) are given beside them.
+and the encoding with #params as the only proxy (what the costly proxies add); the zero-shot rows of the same
+archs (the best single proxies, AZ-NAS's log-rank sum) are given beside them. With ``--values`` pointing at
+another evaluator's values, components carry that evaluator's settings (``zero_cost_assembly_nb201``: synflow
+is the calibrated one, AZ-NAS and jacov at batch 16).
 Writes ``<out>/zero_cost_learned.{json,md}``.
 """
 

@@ -25,6 +25,7 @@ has scored. Settings are chosen on the first truth (CIFAR-10, Cora test); the ot
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import platform
@@ -153,11 +154,15 @@ def main() -> None:
 
 def load_values(folder: Path, space) -> dict[str, dict]:
     """Component (or variant) -> {canonical class: value} from the values files kept in ``folder``
-    (``values_<proxy or variant>.jsonl`` as this script writes them, or one evaluator's ``values.jsonl``)."""
+    (``values_<proxy or variant>.jsonl`` as this script writes them, or one evaluator's ``values.jsonl``; a file
+    kept only gzipped, ``.jsonl.gz``, is read from that)."""
     values: dict[str, dict] = {}
-    for path in sorted(folder.glob("values*.jsonl")):  # values.jsonl: one evaluator's components
-        label = path.stem.removeprefix("values_")
-        for line in path.read_text().splitlines():
+    plain = sorted(folder.glob("values*.jsonl"))
+    packed = [p for p in sorted(folder.glob("values*.jsonl.gz")) if p.with_suffix("") not in plain]
+    for path in plain + packed:
+        label = path.name.split(".")[0].removeprefix("values_")
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:

@@ -3,6 +3,7 @@ keeps their values (a rerun continues), and the report's rankings are the evalua
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -50,13 +51,14 @@ def test_the_comparison_with_paper_settings_matches_values_computed_the_same_way
     evaluator = SimpleNamespace(components=components, values=values, config=SimpleNamespace(combine="log_rank"))
     same = {"params": {k: v["params"] for k, v in values.items()}, "jacov": {k: v["jacov"] for k, v in values.items()},
             "synflow_bn_calibrated": {k: v["synflow"] for k, v in values.items()}}  # the variant's label
-    rows = script.against_paper_settings(target, evaluator, same)
+    canonical = [space.canonical(a) for a in target.archs]
+    rows = script.against_paper_settings(target, canonical, evaluator, same)
     assert [r["method"] for r in rows] == ["the combination", *components] and rows[0]["classes"] == 12
     assert all(r["kendall_tau"] == r["kendall_tau_paper_settings"] for r in rows)
     other = {**same, "jacov": {k: -v for k, v in same["jacov"].items()}}  # reversed jacov: its tau changes sign
-    jacov = script.against_paper_settings(target, evaluator, other)[3]
+    jacov = script.against_paper_settings(target, canonical, evaluator, other)[3]
     assert jacov["kendall_tau_paper_settings"] == pytest.approx(-jacov["kendall_tau"])
-    assert script.against_paper_settings(target, evaluator, {"params": same["params"]}) == []  # a member missing
+    assert script.against_paper_settings(target, canonical, evaluator, {"params": same["params"]}) == []  # a member missing
 
 
 def test_workers_score_each_class_once_and_the_report_ranks_by_the_combination(script, monkeypatch, tmp_path):
@@ -85,11 +87,20 @@ def test_workers_score_each_class_once_and_the_report_ranks_by_the_combination(s
     assert evaluator_row["kendall_tau"] == pytest.approx(expected["kendall_tau"])
     assert evaluator_row["num_archs"] == len(keep) >= 6
 
+    # the committed snapshot is the gzipped cache; a checkout that has only the snapshot continues from it
+    snapshot = (out / "values.jsonl.gz").read_bytes()
+    assert gzip.decompress(snapshot) == (out / "values.jsonl").read_bytes()
+    (out / "values.jsonl").unlink()
+
     # a rerun scores only what is missing and adds a slice
     run(script, monkeypatch, "--limit", "8", "--workers", "1", "--out", str(out), "--paper-values", str(tmp_path / "none"))
     assert len((out / "values.jsonl").read_text().splitlines()) == 8
     timing = json.loads((out / "timing.json").read_text())
     assert [s["classes"] for s in timing] == [6, 2]
+    assert len(gzip.decompress((out / "values.jsonl.gz").read_bytes()).splitlines()) == 8
+    values = sys.modules["zero_cost_ranking"].load_values(out, space)  # read from the plain file or the snapshot
+    (out / "values.jsonl").unlink()
+    assert sys.modules["zero_cost_ranking"].load_values(out, space) == values and len(values["jacov"]) == 8
 
 
 def test_a_non_zero_cost_evaluator_file_is_refused(script, monkeypatch, tmp_path):
