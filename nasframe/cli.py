@@ -85,7 +85,7 @@ def _search(cfg: DictConfig) -> None:
     if outcome.trained:
         print(f"accuracy  valid {outcome.valid_accuracy:.2f}% (supernet weights), test {outcome.test_accuracy:.2f}% (exported subnet)")
     else:
-        print(f"score     {outcome.score:.6g} (training-free proxy; the arch has no trained weights)")
+        print(f"score     {outcome.score:.6g} ({outcome.score_meaning}; the arch has no trained weights)")
     for row in outcome.baselines[1:]:
         accuracies = "".join(f", {what} {value:.2f}%" for what, value in (("test", row.test_accuracy),
                                                                            ("true", row.true_accuracy)) if value is not None)

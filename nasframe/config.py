@@ -68,7 +68,7 @@ class SearchConfig:
     sampler: Any = MISSING
     selector: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    evaluator: Any = None  # a config group (configs/evaluator/): supernet (also when null), zero_cost, learned, hybrid
+    evaluator: Any = None  # a config group (configs/evaluator/): supernet (also when null), zero_cost, learned, hybrid, benchmark
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
@@ -123,6 +123,9 @@ class TabularConfig:
     selectors: Dict[str, Any] = field(default_factory=_default_tabular_selectors)  # label -> selector node (checked at the run)
     search_metric: str = "cifar10_test"
     report_metric: str = "cifar10_test"
+    also_report: List[str] = field(default_factory=list)  # further metrics of each seed's final pick (held-out checks)
+    dataset: Any = None  # the data set of the proxies a selector reads (selector=predictor_guided), e.g. cifar10
+    threads: int = 0  # torch threads for those proxies (0: torch's default)
     max_queries: int = 300
     seeds: int = 10
     out: Optional[str] = None  # default: the run directory

@@ -61,6 +61,10 @@ def load_run_config(run: str | Path, *, allow_import: bool = False) -> DictConfi
 def rank_setup(cfg: DictConfig) -> tuple[SearchSetup, Path | None]:
     """The search setup a ranking scores with: a search run's (its config; ``run=``), or for a training-free
     evaluator a space and a data set given directly (``space=... dataset=...``)."""
+    if (cfg.evaluator or {}).get("name") == "benchmark":
+        raise ConfigError("nasframe rank: evaluator=benchmark scores archs by the benchmark's own accuracy, which "
+                          "the ranking is measured against; rank with a supernet (run=...) or a training-free "
+                          "evaluator (zero_cost, learned)")
     if cfg.run and (cfg.space is not None or cfg.dataset is not None):
         raise ConfigError("nasframe rank: give run=<search run dir> or space=... dataset=..., not both (a run "
                           "names its own space and data set)")

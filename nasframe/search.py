@@ -7,6 +7,7 @@ first training step, so a typo fails in seconds, not after training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from nasframe.evaluation.evaluator import EvaluatorConfig, SupernetEvaluator, ac
 from nasframe.benchmarks.base import build_benchmark
 from nasframe.evaluation.hybrid import HybridConfig, HybridEvaluator
 from nasframe.evaluation.predictor import PredictorConfig, PredictorEvaluator
+from nasframe.evaluation.benchmark_evaluator import BenchmarkEvaluator, BenchmarkEvaluatorConfig, default_metric
 from nasframe.evaluation.learned import LearnedConfig, LearnedEvaluator
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
@@ -65,6 +67,7 @@ class SearchOutcome:
     score: float | None = None  # the selector's score of the arch (a training-free search's proxy score)
     trained: bool = True  # False for a training-free search: the arch has no trained weights
     baselines: list[Any] = field(default_factory=list)  # nasframe.search_baselines.BaselineRow: pick, largest, random
+    score_meaning: str = "training-free proxy"  # what a training-free search's score is
 
 
 def build_space(node: Any, data: DataSpec) -> SearchSpace:
@@ -140,7 +143,7 @@ def setup_search(cfg: SearchConfig | DictConfig, run_dir: Path | None = None) ->
 #: the evaluator config group's options: name -> settings dataclass
 EVALUATORS: dict[str, type] = {"supernet": EvaluatorConfig, "zero_cost": ZeroCostConfig, "hybrid": HybridConfig,
                                "predictor": PredictorConfig,
-                               "learned": LearnedConfig}
+                               "learned": LearnedConfig, "benchmark": BenchmarkEvaluatorConfig}
 
 
 def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig | HybridConfig | LearnedConfig:
@@ -157,8 +160,8 @@ def evaluator_settings(node: Any) -> EvaluatorConfig | ZeroCostConfig | HybridCo
 
 
 def is_training_free(evaluator: Any) -> bool:
-    """True for evaluators that score untrained networks: a search with one trains no supernet."""
-    return isinstance(evaluator, (ZeroCostConfig, LearnedConfig))
+    """True for evaluators that train no supernet: they score untrained networks, or look up a benchmark's table."""
+    return isinstance(evaluator, (ZeroCostConfig, LearnedConfig, BenchmarkEvaluatorConfig))
 
 
 def check_data_fits_space(data: DatasetSplits, space: SearchSpace, evaluator: Any) -> None:
@@ -182,11 +185,16 @@ def build_supernet(setup: SearchSetup) -> nn.Module:
 
 def attach_data(model: nn.Module, setup: SearchSetup) -> nn.Module:
     """Bind the data set's graph (on the device) to a graph network; image networks are returned unchanged."""
-    graph = setup.data.graph
+    return bind_data(model, setup.data, setup.device)
+
+
+def bind_data(model: nn.Module, data: DatasetSplits, device: torch.device) -> nn.Module:
+    """:func:`attach_data` for a data set and device given directly (the graph is moved to ``device`` once)."""
+    graph = data.graph
     if graph is None:
         return model
-    if graph.x.device != setup.device:
-        setup.data.graph = graph = graph.to(setup.device)
+    if graph.x.device != device:
+        data.graph = graph = graph.to(device)
     return bind_graph(model, graph.x, graph.edge_index)
 
 
@@ -257,23 +265,23 @@ def make_evaluator(setup: SearchSetup, supernet: Supernet | None,
                              space=setup.space)
 
 
-def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] = ()) -> ZeroCostEvaluator | LearnedEvaluator:
-    """The run's training-free evaluator: zero-cost proxies, or (``evaluator=learned``) proxies combined by a model
-    fitted on labelled archs from the run's benchmark (``population``: archs that join its reference sample)."""
+def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] = ()
+                                 ) -> ZeroCostEvaluator | LearnedEvaluator | BenchmarkEvaluator:
+    """The run's training-free evaluator: zero-cost proxies; (``evaluator=learned``) proxies combined by a model
+    fitted on labelled archs from the run's benchmark (``population``: archs that join its reference sample); or
+    (``evaluator=benchmark``) the benchmark's recorded accuracy."""
     cfg = setup.evaluator
-    if not isinstance(cfg, LearnedConfig):
+    if not isinstance(cfg, (LearnedConfig, BenchmarkEvaluatorConfig)):
         return make_zero_cost_evaluator(setup)
     benchmark_node = setup.cfg.get("benchmark")
     if benchmark_node is None:
-        raise ConfigError("evaluator=learned fits on labelled archs: give their source, a tabular benchmark "
+        what = "fits on labelled archs: give their source" if isinstance(cfg, LearnedConfig) else "looks archs up in"
+        raise ConfigError(f"evaluator={cfg.name} {what}, a tabular benchmark "
                           "(benchmark=nb201 or benchmark=nasbench_graph)")
     benchmark = build_benchmark(benchmark_node)
-    metric = cfg.label_metric or next((m for suffix in ("_valid", "_test") for m in benchmark.metrics
-                                       if m.endswith(suffix)), None)
-    if metric is None:
-        raise ConfigError(f"evaluator.label_metric: {benchmark.name} has no *_valid or *_test metric; name one")
-    benchmark.check_metric(metric)
-    cfg.label_metric = metric
+    if isinstance(cfg, BenchmarkEvaluatorConfig):
+        return BenchmarkEvaluator(setup.space, benchmark, cfg)
+    metric = cfg.label_metric = default_metric(benchmark, cfg.label_metric, "evaluator.label_metric")
     proxies = make_zero_cost_evaluator(setup, cfg.proxy_config())
     log.info("evaluator=learned: scoring and labelling %d archs (%s of %s) and %d reference archs", cfg.num_labelled,
              metric, benchmark.name, cfg.reference_archs)
@@ -285,12 +293,17 @@ def make_zero_cost_evaluator(setup: SearchSetup, config: ZeroCostConfig | None =
     """Training-free scoring of the run's space with ``config`` (default: the run's evaluator settings): each arch's
     standalone network on the device, a graph data set's graph bound to it, real input batches from the training
     split."""
+    return zero_cost_evaluator(setup.space, setup.data, config or setup.evaluator, setup.device)
+
+
+def zero_cost_evaluator(space: SearchSpace, data: DatasetSplits, config: ZeroCostConfig,
+                        device: torch.device) -> ZeroCostEvaluator:
+    """:func:`make_zero_cost_evaluator` for a space, data set and device given directly (``nasframe tabular``)."""
 
     def build_network(arch: Arch) -> nn.Module:
-        return attach_data(setup.space.build_subnet(arch).to(setup.device), setup)
+        return bind_data(space.build_subnet(arch).to(device), data, device)
 
-    return ZeroCostEvaluator(setup.space, build_network, config or setup.evaluator, train=setup.data.train,
-                             prepare=setup.data.prepare, device=setup.device)
+    return ZeroCostEvaluator(space, build_network, config, train=data.train, prepare=data.prepare, device=device)
 
 
 def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Tune:
@@ -480,6 +493,9 @@ def select_or_evaluate_given(setup: SearchSetup, evaluator: Any,
     """The selector's result with ``evaluator``; or, when the run names an arch (``arch=...``), that arch scored alone.
     ``inputs`` are what a selector may read besides the evaluator (:class:`SelectorInputs`)."""
     if setup.fixed_arch is None:
+        proxy_settings = setup.selector.proxy_config()
+        if proxy_settings is not None:  # a selector that reads zero-cost proxies (predictor_guided): computed here
+            inputs = dataclasses.replace(inputs, proxies=make_zero_cost_evaluator(setup, proxy_settings))
         return setup.selector.select(setup.space, evaluator, constraints=setup.constraints, seed=setup.cfg.seed,
                                      inputs=inputs)
     score = evaluator(setup.fixed_arch)

@@ -1,5 +1,5 @@
-"""A search without training: select an arch with a training-free evaluator (``evaluator=zero_cost`` or
-``evaluator=learned``: proxies fitted on labelled archs).
+"""A search without training: select an arch with a training-free evaluator (``evaluator=zero_cost``,
+``evaluator=learned``: proxies fitted on labelled archs, or ``evaluator=benchmark``: a table's recorded accuracy).
 
 No supernet is built or trained. The selector (evolutionary or random) scores archs with zero-cost proxies of
 their untrained networks; the run writes the selection, the arch (``export/arch.json``: no weights, since
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from nasframe.evaluation.benchmark_evaluator import BenchmarkEvaluator
 from nasframe.export.save import arch_record
 from nasframe.markdown import markdown_table
 from nasframe.search import (SearchOutcome, SearchSetup, make_training_free_evaluator, select_or_evaluate_given,
@@ -45,10 +46,12 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
     result.details["evaluator"] = evaluator.describe()
     write_selection(result, space, run_dir, writer)
     native = space.format(result.arch)
-    log.info("selected %s  (proxy score %.4g, %d archs scored in %.1fs)", native, result.score, len(result.history),
+    log.info("selected %s  (score %.4g, %d archs evaluated in %.1fs)", native, result.score, len(result.history),
              select_seconds)
 
-    baselines = measure_baselines(setup, result, evaluator, trained=False) if cfg.baselines.enabled else None
+    # a benchmark's scores are accuracies of trained archs (the table's); the proxies' are not
+    trained = isinstance(evaluator, BenchmarkEvaluator)
+    baselines = measure_baselines(setup, result, evaluator, trained=trained) if cfg.baselines.enabled else None
     params = space.count_params(result.arch)
     export_dir = run_dir / "export"
     export_dir.mkdir(parents=True, exist_ok=True)
@@ -61,15 +64,19 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
              "selection": run_dir / "selection.json", "arch": arch_json, "report": run_dir / "report.md",
              "outcome": run_dir / "outcome.json"}
     outcome = SearchOutcome(run_dir, result.arch, native, None, None, params, 0.0, files, score=result.score,
-                            trained=False, baselines=baselines.rows if baselines else [])
+                            trained=False, baselines=baselines.rows if baselines else [],
+                            score_meaning=(f"{evaluator.metric} recorded by {evaluator.benchmark.name}" if trained
+                                           else "training-free proxy"))
     timings = {"train": 0.0, "select": select_seconds, "total": time.perf_counter() - started}
     lines = [
         "# nasframe search report (training-free)",
         "",
-        f"- data: {data.summary()} (proxies read {_inputs(evaluator)})",
+        f"- data: {data.summary()}" + (f" (proxies read {_inputs(evaluator)})" if evaluator.components else ""),
         f"- space: `{json.dumps(space.describe()['config'])}` ({cfg.space.name}, {space.size:,} archs)",
         f"- evaluator: {evaluator.summary()}; torch {torch.__version__}",
-        f"- selector: {cfg.selector.name}; seed {cfg.seed}; {len(result.history)} archs scored",
+        f"- selector: {cfg.selector.name}; seed {cfg.seed}; {len(result.history)} archs evaluated"
+        + (f"; it chose what to evaluate with a surrogate over the proxies {', '.join(result.details['features'])}"
+           if result.details.get("features") else ""),
         *([f"- constraints: {'; '.join(c.describe() for c in setup.constraints)}"] if setup.constraints else []),
         "- no network was trained: train the selected arch from scratch before using it",
         "",
@@ -78,7 +85,7 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
         f"    {native}",
         "",
         markdown_table(["metric", "value"], [
-            ["proxy score", f"{result.score:.6g}"],
+            ["score" if isinstance(evaluator, BenchmarkEvaluator) else "proxy score", f"{result.score:.6g}"],
             ["parameters", f"{params:,}"],
             ["time: selection / total", f"{select_seconds:.1f} s / {timings['total']:.1f} s"],
         ]),

@@ -147,3 +147,18 @@ def test_the_learned_evaluators_proxies_take_the_zero_cost_settings_and_their_ow
                           per_proxy={"synflow": {"bn": "calibrated"}}).proxy_config()
     assert (tuned.seed, tuned.batch_size, tuned.cache_file) == (0, 16, "c.jsonl")
     assert tuned.proxy == ["synflow", "jacov"] and tuned.per_proxy == {"synflow": {"bn": "calibrated"}}
+
+
+def test_trees_plus_pairwise_without_proxies_or_cells_is_the_trees_alone():
+    from nasframe.core.registry import SPACES
+    from nasframe.core.space import DataSpec
+
+    space = SPACES.build({"name": "gnn_bench"}, "space", data=DataSpec())  # no edge_<to>_<from>: no cell features
+    archs = [space.sample(np.random.default_rng(s)) for s in range(12)]
+    labels = [float(a["op_1"] == "gcn") + 0.5 * float(a["link"] == "0123") + 0.01 * i for i, a in enumerate(archs)]
+    none = [{}] * len(archs)
+    both = ProxySurrogate(space, [], none, "gbt+pairwise", True, seed=0)
+    both.fit(archs, none, labels)
+    trees = ProxySurrogate(space, [], none, "gbt", True, seed=0)
+    trees.fit(archs, none, labels)
+    assert np.allclose(both.predict(archs, none), trees.predict(archs, none))

@@ -187,3 +187,22 @@ def test_the_hybrid_score_is_the_log_rank_sum_of_supernet_accuracy_and_proxies(d
     assert [hybrid(a) for a in archs] == pytest.approx(by_hand.tolist())
     arch = archs[0]
     assert values[0]["supernet"] == hybrid.accuracy_of(arch) and 0 <= values[0]["supernet"] <= 100
+
+
+def test_a_gzipped_cache_file_is_read_and_never_written(tmp_path, tiny_space):
+    import gzip
+
+    plain = tmp_path / "values.jsonl"
+    first = ZeroCostEvaluator(tiny_space, tiny_space.build_subnet,
+                              ZeroCostConfig(proxy=["params"], cache_file=str(plain)))
+    archs = [tiny_space.sample(np.random.default_rng(s)) for s in range(3)]
+    values = [first.component_values(a) for a in archs[:2]]
+    snapshot = tmp_path / "values.jsonl.gz"
+    snapshot.write_bytes(gzip.compress(plain.read_bytes()))
+    again = ZeroCostEvaluator(tiny_space, tiny_space.build_subnet, ZeroCostConfig(proxy=["params"],
+                                                                                 cache_file=str(snapshot)))
+    assert len(again.values) == len({tiny_space.canonical(a) for a in archs[:2]})  # read from the snapshot
+    assert [again.component_values(a) for a in archs[:2]] == values
+    before = snapshot.read_bytes()
+    again.component_values(archs[2])  # computed, kept in memory only
+    assert snapshot.read_bytes() == before

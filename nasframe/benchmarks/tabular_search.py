@@ -13,22 +13,32 @@ Baselines. Beside the selectors' curves the report shows the largest arch of the
 :func:`~nasframe.selection.baselines.find_largest`; no query needed, so a horizontal line) with its
 ``report_metric`` from the benchmark, and names the random-search selectors (the default ``random``) as the
 query baseline: a selector whose curve does not rise above both has not earned its queries.
+
+A selector that reads zero-cost proxies (``selector=predictor_guided``) gets them computed on ``dataset`` (one
+evaluator per setting, shared by the seeds), and the report gives what they cost: the archs they scored per run
+and the CPU seconds those values took. ``also_report`` metrics (e.g. the other data sets' columns of NAS-Bench-201)
+are reported for each seed's final pick and the largest arch: the check of a pick that nothing searched on.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from nasframe.benchmarks.base import TabularBenchmark
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
 from nasframe.markdown import markdown_table
-from nasframe.selection.base import Evaluation, Selector
+from nasframe.selection.base import Evaluation, Selector, SelectorInputs
 from nasframe.selection.baselines import find_largest
 from nasframe.selection.random_search import RandomSearch
 
@@ -45,7 +55,7 @@ def incumbent_curve(history: list[Evaluation], report: Any, length: int) -> list
 
 
 def largest_arch_baseline(space: SearchSpace, benchmark: TabularBenchmark, search_metric: str,
-                          report_metric: str) -> dict[str, Any]:
+                          report_metric: str, also_report: Sequence[str] = ()) -> dict[str, Any]:
     """The largest arch of the space (most parameters) and its benchmark values: the no-search baseline.
 
     Its metrics are None, with a note, when the benchmark holds no entry for it."""
@@ -56,9 +66,27 @@ def largest_arch_baseline(space: SearchSpace, benchmark: TabularBenchmark, searc
     try:
         record["search_metric"] = benchmark.metric(native, search_metric)
         record["report_metric"] = benchmark.metric(native, report_metric)
+        record["also_report"] = {m: benchmark.metric(native, m) for m in also_report}
     except InvalidArchError as error:
         record["note"] = str(error)
     return record
+
+
+class RecordingProxies:
+    """Hands a selector the zero-cost values of ``proxies`` and records which archs it asked for, so that a run's
+    proxy cost is the sum of the seconds the evaluator measured computing them (also when read from its cache)."""
+
+    def __init__(self, proxies: Any) -> None:
+        self.proxies, self.asked = proxies, set()
+        self.components = list(proxies.components)
+
+    def component_values(self, arch):
+        values = self.proxies.component_values(arch)
+        self.asked.add(self.proxies.key(arch))
+        return values
+
+    def cpu_seconds(self) -> float:
+        return float(sum(self.proxies.seconds.get(key, 0.0) for key in self.asked))
 
 
 def tabular_search(
@@ -70,11 +98,18 @@ def tabular_search(
     report_metric: str,
     max_queries: int,
     seeds: int,
+    also_report: Sequence[str] = (),
+    proxies: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every selector once per seed against the benchmark; the curves, the optimum and the baselines
-    (the largest arch's values, the labels of the random-search selectors) as a JSON-ready dict."""
+    (the largest arch's values, the labels of the random-search selectors) as a JSON-ready dict. ``also_report``:
+    metrics given for each seed's final pick besides ``report_metric`` (checks nothing searched on); ``proxies``:
+    label -> the zero-cost evaluator of a selector that reads proxies (:meth:`Selector.proxy_config`)."""
     benchmark.check_metric(search_metric)
     benchmark.check_metric(report_metric)
+    for metric in also_report:
+        benchmark.check_metric(metric)
+    proxies = proxies or {}
 
     def search_value(arch):
         return benchmark.metric(space.format(arch), search_metric)
@@ -90,25 +125,35 @@ def tabular_search(
             "seeds": list(range(seeds)),
             "benchmark": benchmark.name,
             "space": space.name,
+            "also_report": list(also_report),
         },
         "optimum": max(benchmark.metric(n, report_metric) for n in benchmark.archs()),
         "baselines": {
-            "largest_arch": largest_arch_baseline(space, benchmark, search_metric, report_metric),
+            "largest_arch": largest_arch_baseline(space, benchmark, search_metric, report_metric, also_report),
             "random_search": [label for label, s in selectors.items() if isinstance(s, RandomSearch)],
         },
         "selectors": {},
     }
     for label, selector in selectors.items():
-        curves = []
+        curves, picks, proxy_runs = [], [], []
         for seed in range(seeds):
-            result = selector.select(space, search_value, seed=seed, max_queries=max_queries)
+            recorder = RecordingProxies(proxies[label]) if label in proxies else None
+            result = selector.select(space, search_value, seed=seed, max_queries=max_queries,
+                                     inputs=SelectorInputs(proxies=recorder))
             curves.append(incumbent_curve(result.history, report_value, max_queries))
+            picks.append(result.arch)
+            if recorder is not None:
+                proxy_runs.append({"archs": len(recorder.asked), "cpu_seconds": recorder.cpu_seconds()})
         array = np.asarray(curves, dtype=float)
         out["selectors"][label] = {
             "settings": {"name": label, **vars(selector.config)},
             "mean": array.mean(axis=0).tolist(),
             "std": array.std(axis=0).tolist(),
             "final_per_seed": array[:, -1].tolist(),
+            "picks": [space.format(a) for a in picks],
+            "also_report": {m: [benchmark.metric(space.format(a), m) for a in picks] for m in also_report},
+            **({"proxies": {"components": list(proxies[label].components), "runs": proxy_runs}}
+               if label in proxies else {}),
         }
     return out
 
@@ -135,6 +180,10 @@ def render_markdown(result: dict[str, Any], checkpoints: tuple[int, ...] = (10, 
         f"{len(p['seeds'])} seeds, up to {p['max_queries']} queries. Optimum: {result['optimum']:.2f}.",
         "",
     ]
+    run = p.get("run")
+    if run:
+        lines += [f"`{run['command']}` on {run['machine']}, {run['threads']} threads, torch {run['torch']}, "
+                        f"{run['date']}", ""]
     rows = [[_baseline_label(result, label)] + [f"{r['mean'][q - 1]:.2f} ± {r['std'][q - 1]:.2f}" for q in marks]
             for label, r in result["selectors"].items()]
     largest = result.get("baselines", {}).get("largest_arch")
@@ -155,8 +204,49 @@ def render_markdown(result: dict[str, Any], checkpoints: tuple[int, ...] = (10, 
         randoms = result["baselines"].get("random_search", [])
         lines[-1] += (f"; random search ({', '.join(randoms)}) is the query baseline." if randoms else
                       "; no random-search selector ran, so the query baseline is missing.")
+    lines += _picks_section(result)
     lines.append("")
     return "\n".join(lines)
+
+
+def _picks_section(result: dict[str, Any]) -> list[str]:
+    """Each selector's final picks on the further metrics (``also_report``) and the cost of the proxies it read."""
+    p, selectors = result["protocol"], result["selectors"]
+    also = p.get("also_report") or []
+    with_proxies = any("proxies" in r for r in selectors.values())
+    if not also and not with_proxies:
+        return []
+    header = ["selector", f"{p['report_metric']} of the pick", *(f"{m} of the pick" for m in also)]
+    if with_proxies:
+        header += ["archs the proxies scored, per run", "proxy CPU s per run"]
+    rows = []
+    for label, r in selectors.items():
+        row = [_baseline_label(result, label), _mean_std(r["final_per_seed"]),
+               *(_mean_std(r["also_report"][m]) for m in also)]
+        if with_proxies:
+            runs = r.get("proxies", {}).get("runs", [])
+            row += [_mean_std([x["archs"] for x in runs], 0) if runs else "-",
+                    _mean_std([x["cpu_seconds"] for x in runs], 0) if runs else "-"]
+        rows.append(row)
+    largest = _largest(result)
+    if largest is not None and also:
+        rows.append(["largest arch (baseline, no queries)", f"{largest['report_metric']:.2f}",
+                     *(f"{largest['also_report'][m]:.2f}" if m in largest.get("also_report", {}) else "-"
+                       for m in also), *(["-", "-"] if with_proxies else [])])
+    features = {label: r["proxies"]["components"] for label, r in selectors.items() if "proxies" in r}
+    held_out = [m for m in also if m != p["search_metric"]]
+    said = [*([f"{', '.join(held_out)} never searched on"] if held_out else []),
+            *([f"{p['search_metric']} is the metric searched on"] if p["search_metric"] in also else [])]
+    return ["", f"After {p['max_queries']} queries (mean ± std over seeds; " + ("; ".join(said) or "no further metric")
+            + "):", "",
+            markdown_table(header, rows, "l" + "r" * (len(header) - 1)),
+            *([""] + [f"- {label} reads the zero-cost proxies {', '.join(c)}; their CPU seconds are the ones measured "
+                      "when each value was computed (a cached value costs its first computation)"
+                      for label, c in features.items()] if features else [])]
+
+
+def _mean_std(values: Sequence[float], digits: int = 2) -> str:
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
 def plot_curves(result: dict[str, Any], path: str) -> str:
@@ -203,13 +293,39 @@ def run_tabular(cfg: Any, out: Path) -> str:
 
     if cfg.max_queries < 1 or cfg.seeds < 1:
         raise ConfigError("tabular: max_queries and seeds must be >= 1")
-    space = SPACES.build(cfg.space, "space", data=DataSpec())
     benchmark = build_benchmark(cfg.benchmark)
     selectors = {label: build_selector(node) for label, node in cfg.selectors.items()}
+    wants = {label: s.proxy_config() for label, s in selectors.items() if s.proxy_config() is not None}
+    data = None
+    if wants:
+        if cfg.get("dataset") is None:
+            raise ConfigError(f"tabular: selector {next(iter(wants))!r} reads zero-cost proxies of the untrained "
+                              "networks: give the data set they are computed on (dataset=cifar10), or set its "
+                              "proxy to [] (selectors.<label>.proxy=[])")
+        from nasframe.data.base import build_dataset
+
+        if cfg.get("threads"):
+            torch.set_num_threads(cfg.threads)
+        data = build_dataset(cfg.dataset)
+    space = SPACES.build(cfg.space, "space", data=data.spec if data is not None else DataSpec())
+    proxies = {}
+    if wants:
+        from nasframe.search import zero_cost_evaluator
+
+        built: dict[str, Any] = {}  # one evaluator per distinct setting, shared by the selectors and the seeds
+        for label, settings in wants.items():
+            key = repr(settings)
+            if key not in built:
+                built[key] = zero_cost_evaluator(space, data, settings, torch.device("cpu"))
+            proxies[label] = built[key]
     result = tabular_search(
         space, benchmark, selectors, search_metric=cfg.search_metric, report_metric=cfg.report_metric,
-        max_queries=cfg.max_queries, seeds=cfg.seeds,
+        max_queries=cfg.max_queries, seeds=cfg.seeds, also_report=list(cfg.get("also_report") or []),
+        proxies=proxies,
     )
+    result["protocol"]["run"] = {"command": "nasframe tabular " + shlex.join(sys.argv[1:]),
+                                 "machine": platform.machine(), "torch": torch.__version__,
+                                 "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
     out.mkdir(parents=True, exist_ok=True)
     (out / "tabular.json").write_text(json.dumps(result, indent=1) + "\n")
     markdown = render_markdown(result)

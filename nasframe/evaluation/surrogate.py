@@ -22,7 +22,7 @@ and the model (``model=``, seeded) is one of
 - ``"gbt+pairwise"``: the mean of the two models' scores, each standardised by its mean and standard deviation
   over the labelled archs (so that an arch's score does not depend on which other archs are scored with it); the
   trees see every feature, the pairwise model the proxy ranks and the cell features only (a linear model over the
-  one-hot encoding over-fits a hundred labels).
+  one-hot encoding over-fits a hundred labels); with neither proxies nor cell features it is the trees alone.
 
 The labels are whatever accuracy the user has for the N archs: a benchmark table's entry in evaluation, trained
 archs' validation accuracy otherwise. A model never sees the archs it is scored on.
@@ -157,6 +157,8 @@ class ProxySurrogate:
         if self.model_name != "gbt+pairwise":
             return [(self.model_name, slice(0, width))]
         no_encoding = len(self.components) + (len(CELL_FEATURES) if self.with_cell_features else 0)
+        if no_encoding == 0:  # no proxy and no cell feature: the pairwise member has nothing to weigh
+            return [("gbt", slice(0, width))]
         return [("gbt", slice(0, width)), ("pairwise", slice(0, no_encoding))]
 
     def _make_model(self, name: str):

@@ -38,13 +38,16 @@ MixtureAccuracy = Callable[[Mixture, Optional[Mapping[str, Any]], Optional[int]]
 
 @dataclass(frozen=True)
 class SelectorInputs:
-    """What a selector that works on the trained supernet receives besides the evaluator, each only where the run
-    has it: the architecture weights of a differentiable method, the fine-tuning hook, and the accuracy of a
-    mixture (perturbation selection on a differentiable supernet)."""
+    """What a selector receives besides the evaluator, each only where the run has it: the architecture weights of
+    a differentiable method, the fine-tuning hook, the accuracy of a mixture (perturbation selection on a
+    differentiable supernet), and the zero-cost proxies that a selector's :meth:`Selector.proxy_config` asks for
+    (an object with ``components`` and ``component_values(arch)``, as
+    :class:`~nasframe.evaluation.zero_cost.evaluator.ZeroCostEvaluator`)."""
 
     architecture: ArchitectureWeights | None = None
     tune: Tune | None = None
     mixture_accuracy: MixtureAccuracy | None = None
+    proxies: Any = None
 
 
 @dataclass
@@ -138,6 +141,11 @@ class Selector(Configurable, ABC):
 
     def check_constraints(self, constraints: Sequence[Constraint]) -> None:
         """Refuse constraints the selector cannot work with (called before training starts, and by select)."""
+
+    def proxy_config(self) -> Any:
+        """The settings (a ``ZeroCostConfig``) of zero-cost proxies this selector reads through
+        ``inputs.proxies``, which the run then computes; ``None`` (the default): it reads none."""
+        return None
 
 
 class QuerySelector(Selector):

@@ -12,11 +12,13 @@ BatchNorm mode from each proxy's paper defaults (or the config's overrides), and
 - Isomorphic archs (``space.canonical``) are one network: each class is scored once (``canonical``).
 - Components are cached in memory and, with ``cache_file``, in a JSON-lines file keyed by the canonical arch
   string and a digest of :meth:`ZeroCostEvaluator.describe` (proxies, settings, seed, space), so a long scoring
-  resumes where it stopped and never mixes values computed another way.
+  resumes where it stopped and never mixes values computed another way. A gzipped file (``.gz``, a committed
+  snapshot such as ``results/zero_cost_assembly_nb201/values.jsonl.gz``) is read and never written.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -57,7 +59,7 @@ class ZeroCostConfig:
     combine: str = "log_rank"  # log_rank (AZ-NAS) | rank: how several components make one score
     reference_archs: int = 256  # selectors: the sample (seeded) that ranks a combination's components
     canonical: bool = True  # score each isomorphism class once
-    cache_file: Optional[str] = None  # JSON lines of computed components, reused when the settings match
+    cache_file: Optional[str] = None  # JSON lines of computed components, reused when settings match (.gz: read)
 
     def proxy_names(self) -> list[str]:
         names = [self.proxy] if isinstance(self.proxy, str) else list(self.proxy or [])
@@ -121,6 +123,7 @@ class ZeroCostEvaluator:
         self.input_shape = None if is_graph else tuple(space.data.input_shape)
         self._batches: dict[ProxySettings, ProxyBatch] = {}
         self.values: dict[Arch, dict[str, float]] = {}
+        self._told_read_only = False  # a gzipped cache_file was said to take no new values
         self.seconds: dict[Arch, float] = {}
         self.combination: RankCombination | None = None
         self.cache_path = Path(config.cache_file).expanduser() if config.cache_file else None
@@ -266,7 +269,8 @@ class ZeroCostEvaluator:
         if path is None or not path.is_file():
             return
         kept = 0
-        for line in path.read_text().splitlines():
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -281,6 +285,11 @@ class ZeroCostEvaluator:
 
     def _append_cache(self, arch: Arch, values: dict[str, float], seconds: float) -> None:
         if self.cache_path is None:
+            return
+        if self.cache_path.suffix == ".gz":  # a gzipped snapshot is read, never appended to
+            if not self._told_read_only:
+                log.info("%s is a gzipped snapshot: newly computed values are kept in memory only", self.cache_path)
+                self._told_read_only = True
             return
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         row = {"arch": self.space.format(arch), "values": values, "seconds": seconds, "device": self.device.type,
