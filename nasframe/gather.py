@@ -77,7 +77,9 @@ def load_row(run: Path, root: Path) -> dict[str, Any]:
         outcome = json.loads((run / "outcome.json").read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"gather: {run / 'outcome.json'} is not valid JSON ({exc})") from None
-    return {"run": str(run.relative_to(root)) or ".", "overrides": overrides_of(run), **outcome}
+    row = {"run": str(run.relative_to(root)) or ".", "overrides": overrides_of(run), **outcome}
+    row["method"] = group_key(row)  # the machine-readable columns of every results/ row: method, seed, found_true
+    return row
 
 
 def true_accuracies(rows: list[dict[str, Any]], benchmark_name: str, metric: str | None,
@@ -97,7 +99,7 @@ def true_accuracies(rows: list[dict[str, Any]], benchmark_name: str, metric: str
     metric = benchmark.check_metric(metric or (tests[0] if tests else benchmark.metrics[0]))
     for row in rows:
         if row["space"] == benchmark.space_name:
-            row["true_accuracy"] = benchmark.metric(row["arch"], metric)
+            row["true_accuracy"] = row["found_true"] = benchmark.metric(row["arch"], metric)
     return metric
 
 

@@ -136,8 +136,17 @@ def setup_search(cfg: SearchConfig | DictConfig, run_dir: Path | None = None) ->
     resume_from = resolve_resume(cfg.resume, run_dir)
     constraints = build_constraints(cfg.constraints, space)
     selector.check_constraints(constraints)
-    return SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints, fixed_arch,
-                       resume_from, distributed)
+    setup = SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints,
+                        fixed_arch, resume_from, distributed)
+    try:  # the proxies a selector reads are checked now, not after training
+        proxy_settings = selector.proxy_config()
+        if proxy_settings is not None:
+            make_zero_cost_evaluator(setup, proxy_settings)
+    except ConfigError as error:  # the zero-cost evaluator names its keys evaluator.*: here they are selector.*
+        message = str(error)
+        raise ConfigError("selector." + message.removeprefix("evaluator.") if message.startswith("evaluator.")
+                          else message) from None
+    return setup
 
 
 #: the evaluator config group's options: name -> settings dataclass

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
 import multiprocessing
 import platform
@@ -43,7 +42,8 @@ from nasframe.evaluation.zero_cost.combine import combine_population
 from nasframe.markdown import markdown_table
 from nasframe.search import evaluator_settings
 
-from zero_cost_ranking import PUBLISHED_TAU, TARGETS, load_values, metrics_table  # scripts/ is on the path when a script runs
+from zero_cost_ranking import (PUBLISHED_TAU, TARGETS, continue_from_snapshot, load_values,  # scripts/ is on the path
+                               metrics_table, write_snapshot)
 
 PRESET = Path("configs/evaluator/zero_cost_assembly.yaml")
 AZ_NAS_DATA = ("az_expressivity", "az_progressivity", "az_trainability")
@@ -106,9 +106,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(args.evaluator)
     target = TARGETS[args.target](torch.device("cpu"))
-    cache, snapshot = out / "values.jsonl", out / "values.jsonl.gz"
-    if not cache.is_file() and snapshot.is_file():  # a checkout keeps only the snapshot: continue from it
-        cache.write_bytes(gzip.decompress(snapshot.read_bytes()))
+    cache = out / "values.jsonl"
+    continue_from_snapshot(cache)  # a checkout keeps only the snapshot: continue from it
     evaluator = build_evaluator(target, settings, str(cache))
     space = target.space
     classes = list(dict.fromkeys(space.canonical(a) for a in target.archs))
@@ -137,8 +136,7 @@ def main() -> None:
                        "worker_cpu_s": _children_cpu() - cpu_before, "date": time.strftime("%Y-%m-%d %H:%M"),
                        "command": "python " + " ".join(sys.argv)})
         timing_path.write_text(json.dumps(slices, indent=1) + "\n")
-    if cache.is_file():  # the values as committed: gzipped (a fifth of the size), the same bytes for the same values
-        snapshot.write_bytes(gzip.compress(cache.read_bytes(), compresslevel=9, mtime=0))
+    write_snapshot(cache)  # the values as committed: gzipped (a fifth of the size)
     paper = args.paper_values or Path(f"results/zero_cost_{args.target}")
     write_report(out, target, evaluator, order, slices, args, load_values(paper, space) if paper.is_dir() else {})
 

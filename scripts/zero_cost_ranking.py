@@ -17,8 +17,10 @@ Targets:
 Each proxy runs with its paper's settings (initialisation, BatchNorm mode, input, batch size; recorded per row),
 seed 0 for weights and batches. Classes are scored in a seeded random order, one class by every proxy before the
 next, so a stopped run has scored the same uniform sample of classes with every proxy; rows say how many archs
-they cover (``complete`` false until all are). Values are kept in ``<out>/values_<proxy>.jsonl`` as they come;
-the same command continues. Combinations (AZ-NAS's log-rank sum) are computed over the archs every component
+they cover (``complete`` false until all are). Values are kept in ``<out>/values_<proxy>.jsonl`` as they come
+(the evaluators' caches, not committed) and, at the end of each run, in ``values_<proxy>.jsonl.gz`` (the committed
+snapshot: a whole NAS-Bench-Graph column is 5 MB plain, a fifth of that gzipped); the same command continues, from
+the snapshot where a checkout has no cache. Combinations (AZ-NAS's log-rank sum) are computed over the archs every component
 has scored. Settings are chosen on the first truth (CIFAR-10, Cora test); the others are a check, never tuned on.
 """
 
@@ -133,6 +135,8 @@ def main() -> None:
             logging.info("%s left out: %s", name, why)
     variants = args.variants if args.variants is not None else ([] if graphs else list(VARIANTS))
     jobs = {**{name: (name, {}) for name in proxies}, **{name: VARIANTS[name] for name in variants}}
+    for name in jobs:
+        continue_from_snapshot(out / f"values_{name}.jsonl")
     evaluators = {name: ZeroCostEvaluator(target.space, target.build_network, ZeroCostConfig(
         proxy=proxy, cache_file=str(out / f"values_{name}.jsonl"), **overrides),
         train=target.data.train, prepare=target.data.prepare, device=device) for name, (proxy, overrides) in jobs.items()}
@@ -149,7 +153,22 @@ def main() -> None:
                 break
             for evaluator in evaluators.values():
                 evaluator.component_values(cls)
+    for name in jobs:
+        write_snapshot(out / f"values_{name}.jsonl")
     write_report(out, target, evaluators, f"{args.threads} threads" if device.type == "cpu" else describe_device(device))
+
+
+def continue_from_snapshot(cache: Path) -> None:
+    """Where a checkout holds only the committed snapshot ``<cache>.gz``, unpack it as the cache to continue."""
+    snapshot = cache.with_name(cache.name + ".gz")
+    if not cache.is_file() and snapshot.is_file():
+        cache.write_bytes(gzip.decompress(snapshot.read_bytes()))
+
+
+def write_snapshot(cache: Path) -> None:
+    """The cache as committed, ``<cache>.gz``: the same bytes for the same values (no timestamp in the header)."""
+    if cache.is_file():
+        cache.with_name(cache.name + ".gz").write_bytes(gzip.compress(cache.read_bytes(), compresslevel=9, mtime=0))
 
 
 def load_values(folder: Path, space) -> dict[str, dict]:

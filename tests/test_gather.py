@@ -111,5 +111,7 @@ def test_true_accuracies_come_from_nasbench_graph_for_gnn_runs(tmp_path: Path) -
     payload = json.loads((tmp_path / "gather.json").read_text())
     assert payload["true_metric"] == "citeseer_test"  # the benchmark's test metric unless --metric names another
     assert payload["rows"][0]["true_accuracy"] == NASBenchGraph(dataset="citeseer").metric(arch, "citeseer_test")
+    assert payload["rows"][0]["found_true"] == payload["rows"][0]["true_accuracy"]  # the results/ rows' column
+    assert payload["rows"][0]["method"] == "(defaults)" and payload["rows"][0]["seed"] == 0
     with pytest.raises(ConfigError, match="unknown benchmark 'nb301'; known: nasbench_graph, nb201"):
         gather(tmp_path, benchmark="nb301")

@@ -151,6 +151,9 @@ def test_tabular_asks_for_the_data_set_of_a_guided_selector_s_proxies(tmp_path):
     proc = nasframe("tabular", "+selectors.guided={name:predictor_guided}", "max_queries=20", "seeds=1",
                     f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 't'}", cwd=tmp_path)
     assert proc.returncode != 0 and "dataset=cifar10" in proc.stderr and "Traceback" not in proc.stderr
+    typo = nasframe("tabular", "+selectors.guided={name:predictor_guided,proxy:[synflw]}", "dataset=digits",
+                    f"hydra.run.dir={tmp_path / 't2'}", cwd=tmp_path)
+    assert typo.returncode != 0 and "selectors.guided.proxy: unknown proxy 'synflw'" in typo.stderr
 
 
 def test_the_default_per_proxy_settings_are_dropped_with_their_proxy_and_a_typo_is_kept():
@@ -180,5 +183,15 @@ def test_tabular_gives_a_guided_selector_its_proxies_and_reports_their_cost_and_
     for label, r in result["selectors"].items():  # the pick's held-out value is the table's, for every seed
         assert [v + 20 for v in r["also_report"]["cifar100_test"]] == pytest.approx(r["final_per_seed"], abs=2e-3)
     assert result["protocol"]["run"]["command"].startswith("nasframe tabular")
+    rows = [r for r in result["rows"] if r["method"] == "guided"]  # one per seed, as every results/ row
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["num_archs"] == 20 for r in rows)
+    assert [r["found_true"] for r in rows] == guided["final_per_seed"]
     markdown = (out / "tabular.md").read_text()
     assert "cifar100_test of the pick" in markdown and "proxy CPU s per run" in markdown
+
+
+def test_a_bad_proxy_of_the_selector_fails_before_training(tmp_path):
+    proc = nasframe("search", "selector=predictor_guided", "selector.proxy=[synflw]", "space.channels=4",
+                    "space.cells_per_stage=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0 and "selector.proxy: unknown proxy 'synflw'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "checkpoint.pt").exists()  # nothing trained

@@ -110,3 +110,21 @@ def test_a_non_zero_cost_evaluator_file_is_refused(script, monkeypatch, tmp_path
         script.load_settings(learned)
     with pytest.raises(SystemExit, match="no such file"):
         script.load_settings(tmp_path / "missing.yaml")
+
+
+def test_the_ranking_script_snapshots_its_caches_and_continues_from_a_snapshot(script, tmp_path):
+    ranking = sys.modules["zero_cost_ranking"]
+    cache = tmp_path / "values_params.jsonl"
+    cache.write_text('{"arch": "a", "values": {"params": 1.0}}\n')
+    ranking.write_snapshot(cache)
+    first = (tmp_path / "values_params.jsonl.gz").read_bytes()
+    ranking.write_snapshot(cache)
+    assert (tmp_path / "values_params.jsonl.gz").read_bytes() == first  # same values, same bytes
+    cache.unlink()
+    ranking.continue_from_snapshot(cache)  # a checkout with the snapshot only
+    assert cache.read_text() == '{"arch": "a", "values": {"params": 1.0}}\n'
+    cache.write_text(cache.read_text() + '{"arch": "b", "values": {"params": 2.0}}\n')
+    ranking.continue_from_snapshot(cache)  # a cache that exists is never overwritten by an older snapshot
+    assert cache.read_text().count("\n") == 2
+    ranking.write_snapshot(tmp_path / "absent.jsonl")
+    assert not (tmp_path / "absent.jsonl.gz").exists()

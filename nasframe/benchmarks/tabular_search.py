@@ -133,6 +133,7 @@ def tabular_search(
             "random_search": [label for label, s in selectors.items() if isinstance(s, RandomSearch)],
         },
         "selectors": {},
+        "rows": [],  # one per selector and seed: method, seed, num_archs, found_true (as every results/ row)
     }
     for label, selector in selectors.items():
         curves, picks, proxy_runs = [], [], []
@@ -142,6 +143,9 @@ def tabular_search(
                                      inputs=SelectorInputs(proxies=recorder))
             curves.append(incumbent_curve(result.history, report_value, max_queries))
             picks.append(result.arch)
+            out["rows"].append({"method": label, "seed": seed, "num_archs": len(result.history),
+                                "found_true": report_value(result.arch),
+                                **{m: benchmark.metric(space.format(result.arch), m) for m in also_report}})
             if recorder is not None:
                 proxy_runs.append({"archs": len(recorder.asked), "cpu_seconds": recorder.cpu_seconds()})
         array = np.asarray(curves, dtype=float)
@@ -295,7 +299,14 @@ def run_tabular(cfg: Any, out: Path) -> str:
         raise ConfigError("tabular: max_queries and seeds must be >= 1")
     benchmark = build_benchmark(cfg.benchmark)
     selectors = {label: build_selector(node) for label, node in cfg.selectors.items()}
-    wants = {label: s.proxy_config() for label, s in selectors.items() if s.proxy_config() is not None}
+    wants = {}
+    for label, selector in selectors.items():
+        try:
+            settings = selector.proxy_config()
+        except ConfigError as error:  # named evaluator.* by the zero-cost evaluator: here a selector's key
+            raise ConfigError(f"selectors.{label}.{str(error).removeprefix('evaluator.')}") from None
+        if settings is not None:
+            wants[label] = settings
     data = None
     if wants:
         if cfg.get("dataset") is None:
