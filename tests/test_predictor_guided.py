@@ -195,3 +195,17 @@ def test_a_bad_proxy_of_the_selector_fails_before_training(tmp_path):
                     "space.cells_per_stage=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode != 0 and "selector.proxy: unknown proxy 'synflw'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "checkpoint.pt").exists()  # nothing trained
+
+
+def test_guided_search_through_a_trained_supernet_from_the_cli(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = nasframe("search", "space.channels=4", "space.cells_per_stage=1", "trainer.epochs=1",
+                    "selector=predictor_guided", "selector.proxy=[params,synflow]", "selector.num_queries=14",
+                    "selector.initial=4", "selector.per_round=5", "selector.candidates=20",
+                    f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert len(selection["history"]) == 14 and selection["details"]["features"] == ["params", "synflow"]
+    assert [h["round"] for h in selection["history"]] == [0] * 4 + [1] * 5 + [2] * 5
+    outcome = json.loads((run_dir / "outcome.json").read_text())
+    assert outcome["archs_evaluated"] == 14 and outcome["test_accuracy"] is not None  # the supernet's path, exported
