@@ -70,7 +70,7 @@ def test_each_round_evaluates_the_highest_predicted_archs_of_the_pool(space, mon
 
     monkeypatch.setattr(predictor_guided, "ProxySurrogate", KnownSurrogate)
     result = PredictorGuidedSearch(num_queries=15, initial=5, per_round=10, candidates=0, proxy=[]).select(
-        space, lambda a: 0.0, seed=3)
+        space, conv_score, seed=3)
     first = {r.arch for r in result.history if r.round == 0}
     rest = [a for a in dict.fromkeys(space.canonical(a) for a in space.enumerate()) if a not in first]
     expected = sorted(rest, key=lambda a: -(conv_score(a) - 0.01 * int(a["edge_1_0"] == "skip_connect")))[:10]
@@ -209,3 +209,15 @@ def test_guided_search_through_a_trained_supernet_from_the_cli(tmp_path):
     assert [h["round"] for h in selection["history"]] == [0] * 4 + [1] * 5 + [2] * 5
     outcome = json.loads((run_dir / "outcome.json").read_text())
     assert outcome["archs_evaluated"] == 14 and outcome["test_accuracy"] is not None  # the supernet's path, exported
+
+
+def test_equal_scores_leave_nothing_to_fit_and_the_round_goes_unguided(space):
+    result = PredictorGuidedSearch(num_queries=20, initial=5, per_round=5, candidates=20, proxy=[]).select(
+        space, lambda arch: 10.0, seed=0)  # every arch at chance: a pairwise model would have no pair to learn
+    assert len(result.history) == 20 and {r["guided"] for r in result.details["rounds"]} == {False}
+
+
+def test_a_space_smaller_than_the_initial_sample_ends_without_looping(space):
+    tiny = space.restrict({c.name: ["none"] for c in space.choices[:5]})  # one edge free: a handful of classes
+    result = PredictorGuidedSearch(num_queries=30, initial=10, proxy=[], max_tries=20).select(tiny, conv_score, seed=0)
+    assert len(result.history) == len({tiny.canonical(a) for a in tiny.enumerate()})

@@ -15,6 +15,9 @@ them to BANANAS and NPENAS:
    predicted;
 3. stop after ``num_queries`` evaluations (or the caller's ``max_queries``, if fewer).
 
+A round in which every evaluated arch has the same score (an untrained supernet at chance level) has nothing to
+fit: it evaluates the pool's first candidates unguided, and its record says so (``guided: false``).
+
 The result is the best arch *evaluated*, by the evaluator's score, as for every query selector: the surrogate only
 chooses what to evaluate. Archs are evaluated as their isomorphism class's representative
 (:meth:`~nasframe.core.space.SearchSpace.canonical`), and a class is evaluated at most once.
@@ -138,22 +141,28 @@ class PredictorGuidedSearch(Selector):
         everything = self._whole_space(space, constraints) if cfg.candidates == 0 else None
         rounds = []
         try:
-            while len(log.history) < min(cfg.initial, budget):
-                arch = space.canonical(sample_satisfying(space, rng, constraints, cfg.max_tries))
-                log(arch, round=0)
+            draws = 0
+            while len(log.history) < min(cfg.initial, budget) and draws < cfg.max_tries * cfg.initial:
+                draws += 1  # bounded: a small (or constrained) space may hold fewer classes than `initial`
+                log(space.canonical(sample_satisfying(space, rng, constraints, cfg.max_tries)), round=0)
             while len(log.history) < budget:
                 pool = everything if everything is not None else self._pool(space, log, constraints, rng)
                 pool = [a for a in pool if a not in log.scores]
                 if not pool:
                     break  # every model meeting the constraints was evaluated
                 evaluated = list(log.scores)
-                reference = [features_of(a) for a in [*evaluated, *pool]]
-                surrogate = ProxySurrogate(space, components, reference, cfg.model, cfg.encode_arch, seed,
-                                           cell_features=cell)
-                surrogate.fit(evaluated, [values[a] for a in evaluated], [log.scores[a] for a in evaluated])
-                predicted = surrogate.predict(pool, [values[a] for a in pool])
-                order = np.argsort(-predicted, kind="stable")[:cfg.per_round]
-                rounds.append({"pool": len(pool), "evaluated_before": len(evaluated)})
+                scores = [log.scores[a] for a in evaluated]
+                if len(set(scores)) < 2:  # nothing to learn from (e.g. an untrained supernet scores all at chance):
+                    order = range(min(cfg.per_round, len(pool)))  # the pool's first (random) candidates instead
+                    rounds.append({"pool": len(pool), "evaluated_before": len(evaluated), "guided": False})
+                else:
+                    reference = [features_of(a) for a in [*evaluated, *pool]]
+                    surrogate = ProxySurrogate(space, components, reference, cfg.model, cfg.encode_arch, seed,
+                                               cell_features=cell)
+                    surrogate.fit(evaluated, [values[a] for a in evaluated], scores)
+                    predicted = surrogate.predict(pool, [values[a] for a in pool])
+                    order = np.argsort(-predicted, kind="stable")[:cfg.per_round]
+                    rounds.append({"pool": len(pool), "evaluated_before": len(evaluated), "guided": True})
                 for i in order:
                     log(pool[int(i)], round=len(rounds))
         except QueryBudgetExhausted:
