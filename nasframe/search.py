@@ -35,7 +35,7 @@ from nasframe.benchmarks.base import build_benchmark
 from nasframe.evaluation.hybrid import HybridConfig, HybridEvaluator
 from nasframe.evaluation.predictor import PredictorConfig, PredictorEvaluator
 from nasframe.evaluation.benchmark_evaluator import BenchmarkEvaluator, BenchmarkEvaluatorConfig, default_metric
-from nasframe.evaluation.learned import LearnedConfig, LearnedEvaluator
+from nasframe.evaluation.learned import LearnedConfig, LearnedEvaluator, labels_from_train_runs
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.export.extract import extract
 from nasframe.export.save import save_export
@@ -282,11 +282,19 @@ def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] 
     cfg = setup.evaluator
     if not isinstance(cfg, (LearnedConfig, BenchmarkEvaluatorConfig)):
         return make_zero_cost_evaluator(setup)
+    if isinstance(cfg, LearnedConfig) and cfg.labels_from:  # a user's own trained archs: no benchmark needed
+        given = labels_from_train_runs(cfg.labels_from, setup.space)
+        cfg.label_metric = f"valid_accuracy of the nasframe train runs under {cfg.labels_from}"
+        proxies = make_zero_cost_evaluator(setup, cfg.proxy_config())
+        log.info("evaluator=learned: %d archs trained by nasframe train runs under %s", len(given), cfg.labels_from)
+        return LearnedEvaluator(setup.space, proxies, None, cfg, population, given=given)
     benchmark_node = setup.cfg.get("benchmark")
     if benchmark_node is None:
         what = "fits on labelled archs: give their source" if isinstance(cfg, LearnedConfig) else "looks archs up in"
         raise ConfigError(f"evaluator={cfg.name} {what}, a tabular benchmark "
-                          "(benchmark=nb201 or benchmark=nasbench_graph)")
+                          "(benchmark=nb201 or benchmark=nasbench_graph)"
+                          + (", or evaluator.labels_from=<a folder of nasframe train runs>"
+                             if isinstance(cfg, LearnedConfig) else ""))
     benchmark = build_benchmark(benchmark_node)
     if isinstance(cfg, BenchmarkEvaluatorConfig):
         return BenchmarkEvaluator(setup.space, benchmark, cfg)

@@ -113,3 +113,29 @@ def test_the_best_learned_model_ranks_from_the_cli_and_needs_a_cell_for_its_feat
     assert report["protocol"]["evaluator"]["model"] == "gbt+pairwise"
     assert report["protocol"]["evaluator"]["cell_features"] is True
     assert len({a["score"] for a in report["archs"]}) > 1  # scored one by one, the scores still differ
+
+
+def test_the_learned_evaluator_fits_on_a_user_s_own_trained_archs_without_a_benchmark(tmp_path):
+    """evaluator.labels_from: the archs of `nasframe train` runs, labelled by their valid accuracy."""
+    cells = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+             "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"]
+    for i, cell in enumerate(cells):
+        trained = nasframe("train", "space=nb201", "dataset=digits", "space.channels=4", "space.cells_per_stage=1",
+                           f"arch='{cell}'", "+protocol=nb201", "trainer.epochs=1", "trainer.batch_size=128",
+                           "trainer.progress=false", f"hydra.run.dir={tmp_path / 'trained' / str(i)}", cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+    run_dir = tmp_path / "search"
+    proc = nasframe("search", "evaluator=learned", "evaluator.proxy=[params]", "evaluator.reference_archs=8",
+                    f"evaluator.labels_from={tmp_path / 'trained'}", "selector=random", "selector.num_samples=5",
+                    "space.channels=4", "space.cells_per_stage=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluator = json.loads((run_dir / "selection.json").read_text())["details"]["evaluator"]
+    from search_spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    assert sorted(evaluator["labelled"]) == sorted(space.format(space.canonical(space.parse(c))) for c in cells)
+    outcomes = [json.loads((tmp_path / "trained" / str(i) / "outcome.json").read_text()) for i in range(2)]
+    assert sorted(evaluator["labels"]) == sorted(o["valid_accuracy"] for o in outcomes)  # valid, never test
+    missing = nasframe("search", "evaluator=learned", f"evaluator.labels_from={tmp_path / 'nowhere'}",
+                       f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
+    assert missing.returncode != 0 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr

@@ -1,7 +1,9 @@
 """The learned evaluator: proxies of the untrained networks, combined by a model fitted on N labelled archs.
 
 ``evaluator=learned`` draws ``num_labelled`` distinct models of the space (one arch per isomorphism class,
-seeded), takes their accuracy from a label source (a tabular benchmark in evaluation: ``benchmark=...``), computes
+seeded), takes their accuracy from a label source (a tabular benchmark in evaluation: ``benchmark=...``; or, for a
+user without one, the archs trained by ``nasframe train`` runs under ``labels_from``, labelled by their validation
+accuracy, in place of the draw), computes
 the zero-cost proxies of those archs and of a reference sample, and fits :class:`~nasframe.evaluation.surrogate.
 ProxySurrogate` (gradient-boosted trees over the proxies' ranks and a one-hot encoding, as "NAS-Bench-Suite-Zero:
 Accelerating Research on Zero Cost Proxies" fits XGBoost). Any arch is then scored by the prediction. The labelled
@@ -10,15 +12,17 @@ archs are known to the caller (:attr:`LearnedEvaluator.labelled`): a ranking lea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
-from nasframe.errors import ConfigError
+from nasframe.errors import ConfigError, DataError, InvalidArchError
 from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_cells
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 
@@ -42,6 +46,7 @@ class LearnedConfig:
     batch_size: Optional[int] = None  # the proxies' batch (null: each proxy's paper default), as evaluator=zero_cost
     per_proxy: Dict[str, Any] = field(default_factory=dict)  # one proxy's settings, as evaluator=zero_cost
     cache_file: Optional[str] = None  # JSON lines of computed proxy values, reused when the settings match
+    labels_from: Optional[str] = None  # a folder of `nasframe train` runs: their archs and valid accuracy (no draw)
 
     def proxy_config(self) -> ZeroCostConfig:
         """The settings of the zero-cost evaluator that computes the features."""
@@ -59,28 +64,34 @@ class LearnedConfig:
 class LearnedEvaluator:
     """Scores archs by a surrogate fitted on labelled archs' proxy values (see the module docstring)."""
 
-    def __init__(self, space: SearchSpace, proxies: ZeroCostEvaluator, label: Callable[[Arch], float],
-                 config: LearnedConfig, population: Iterable[Mapping[str, str]] = ()) -> None:
-        """``label(arch)`` gives a labelled arch's accuracy; ``population`` (e.g. the archs a ranking scores) joins
-        the reference sample that defines the features' ranks."""
+    def __init__(self, space: SearchSpace, proxies: ZeroCostEvaluator, label: Callable[[Arch], float] | None,
+                 config: LearnedConfig, population: Iterable[Mapping[str, str]] = (),
+                 given: Mapping[Arch, float] | None = None) -> None:
+        """``label(arch)`` gives a drawn arch's accuracy; ``given`` (arch -> accuracy, e.g. from
+        :func:`labels_from_train_runs`) are labelled archs used instead of the draw; ``population`` (e.g. the archs
+        a ranking scores) joins the reference sample that defines the features' ranks."""
         config.check()
         if config.cell_features and not has_cells(space):
             raise ConfigError(f"evaluator.cell_features: space {space.name} has no NAS-Bench-201-style cell "
                               "(choices edge_<to>_<from>) to describe")
         self.space, self.proxies, self.config = space, proxies, config
         rng = np.random.default_rng(config.seed)
-        count = min(config.num_labelled, space.size)
-        labelled: dict[Arch, None] = {}
-        while len(labelled) < count:
-            labelled.setdefault(space.canonical(space.sample(rng)))
-        self.labelled = list(labelled)
-        reference: dict[Arch, None] = dict(labelled)
+        if given is not None:
+            self.labelled = [space.canonical(a) for a in given]
+            self.labels = [float(v) for v in given.values()]
+        else:
+            count = min(config.num_labelled, space.size)
+            drawn: dict[Arch, None] = {}
+            while len(drawn) < count:
+                drawn.setdefault(space.canonical(space.sample(rng)))
+            self.labelled = list(drawn)
+            self.labels = [float(label(arch)) for arch in self.labelled]
+        reference: dict[Arch, None] = dict.fromkeys(self.labelled)
         for arch in population:
             reference.setdefault(space.validate(arch))
         for _ in range(config.reference_archs):
             reference.setdefault(space.sample(rng))
         values = {arch: proxies.component_values(arch) for arch in reference}
-        self.labels = [float(label(arch)) for arch in self.labelled]
         self.surrogate = ProxySurrogate(space, proxies.components, list(values.values()), config.model,
                                         config.encode_arch, config.seed, cell_features=config.cell_features)
         self.surrogate.fit(self.labelled, [values[a] for a in self.labelled], self.labels)
@@ -117,3 +128,33 @@ class LearnedEvaluator:
                 "cell_features": self.config.cell_features,
                 "labelled": [self.space.format(a) for a in self.labelled], "labels": self.labels,
                 "proxies": self.proxies.describe()}
+
+
+def labels_from_train_runs(root: str | Path, space: SearchSpace) -> dict[Arch, float]:
+    """The archs trained by the ``nasframe train`` runs under ``root`` (every ``outcome.json`` of such a run) and
+    their validation accuracy (at the epoch the run selected), one label per isomorphism class (the mean over runs
+    of the same model, e.g. several seeds). Refuses a missing folder, a run of another space, and fewer than two
+    models."""
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"evaluator.labels_from: {folder} is not a folder (of `nasframe train` runs)")
+    labels: dict[Arch, list[float]] = {}
+    for path in sorted(folder.rglob("outcome.json")):
+        try:
+            outcome = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"evaluator.labels_from: {path} is not valid JSON ({exc})") from None
+        if outcome.get("command") != "train":
+            continue  # a search run's outcome, say: not a trained arch
+        if outcome.get("space") != space.name:
+            raise ConfigError(f"evaluator.labels_from: {path.parent} trained a {outcome.get('space')} arch, this run "
+                              f"searches {space.name}")
+        try:
+            arch = space.canonical(space.parse(outcome["arch"]))
+        except InvalidArchError as exc:
+            raise ConfigError(f"evaluator.labels_from: {path.parent}: {exc}") from None
+        labels.setdefault(arch, []).append(float(outcome["valid_accuracy"]))
+    if len(labels) < 2:
+        raise ConfigError(f"evaluator.labels_from: {folder} holds {len(labels)} trained model(s) of {space.name}; "
+                          "a learned evaluator needs at least 2 (train them with `nasframe train arch=...`)")
+    return {arch: float(np.mean(values)) for arch, values in labels.items()}
