@@ -49,7 +49,7 @@ zero_cost() {
     mkdir -p "$out/zero_cost_nb201"
     exec > >(tee -a "$out/session.log") 2>&1
     environment
-    cp results/zero_cost_nb201/values_*.jsonl "$out/zero_cost_nb201/" 2>/dev/null || true
+    cp results/zero_cost_nb201/values_*.jsonl* "$out/zero_cost_nb201/" 2>/dev/null || true  # caches or snapshots
     python3 scripts/zero_cost_ranking.py --target nb201 --device cuda --out "$out/zero_cost_nb201" \
         --stop-after-s $((budget - 90))
 }

@@ -43,7 +43,8 @@ from nasframe.evaluation.zero_cost.combine import RankCombination
 from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
 
-from zero_cost_ranking import COMBINATIONS, TRUTHS, VARIANTS, load_values  # scripts/ is on the path when a script runs
+from zero_cost_ranking import (COMBINATIONS, TRUTHS, VARIANTS, load_values,  # scripts/ is on the path
+                               values_files)
 
 CANDIDATES = ("az_expressivity", "az_progressivity", "az_trainability", "flops", "params", "synflow_bn_calibrated",
               "synflow", "jacov", "naswot", "zico", "gradsign", "snip", "grad_norm")
@@ -56,14 +57,7 @@ SHOWN = 10  # top combinations of each kind in the report
 def load_passes(folder: Path) -> dict[str, dict]:
     """Pass (values file) -> its mean seconds per class scored and the components it yields."""
     passes = {}
-    for path in sorted(folder.glob("values_*.jsonl")):
-        label = path.stem.removeprefix("values_")
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a stopped run, as load_values skips it
-                continue
+    for label, rows in values_files(folder, "values_*").items():  # plain caches, or their gzipped snapshots
         components = {label} if label in VARIANTS else {c for r in rows for c in r["values"]}
         passes[label] = {"seconds": float(np.mean([r["seconds"] for r in rows])), "components": sorted(components)}
     return passes

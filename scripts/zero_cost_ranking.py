@@ -176,20 +176,30 @@ def load_values(folder: Path, space) -> dict[str, dict]:
     (``values_<proxy or variant>.jsonl`` as this script writes them, or one evaluator's ``values.jsonl``; a file
     kept only gzipped, ``.jsonl.gz``, is read from that)."""
     values: dict[str, dict] = {}
-    plain = sorted(folder.glob("values*.jsonl"))
-    packed = [p for p in sorted(folder.glob("values*.jsonl.gz")) if p.with_suffix("") not in plain]
-    for path in plain + packed:
-        label = path.name.split(".")[0].removeprefix("values_")
-        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-        for line in text.splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+    for label, rows in values_files(folder).items():
+        for row in rows:
             cls = space.canonical(space.parse(row["arch"]))
             for component, value in row["values"].items():
                 values.setdefault(label if label in VARIANTS else component, {})[cls] = float(value)
     return values
+
+
+def values_files(folder: Path, pattern: str = "values*") -> dict[str, list[dict]]:
+    """Label (``values_<label>``) -> the rows of each values file in ``folder``: the plain cache where there is one,
+    else its gzipped snapshot; a line cut short by a stopped run is skipped."""
+    plain = sorted(folder.glob(f"{pattern}.jsonl"))
+    packed = [p for p in sorted(folder.glob(f"{pattern}.jsonl.gz")) if p.with_suffix("") not in plain]
+    files = {}
+    for path in plain + packed:
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        rows = []
+        for line in text.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        files[path.name.split(".")[0].removeprefix("values_")] = rows
+    return files
 
 
 def write_report(out: Path, target: Target, evaluators: dict, machine: str) -> None:

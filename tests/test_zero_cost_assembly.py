@@ -121,6 +121,7 @@ def test_the_ranking_script_snapshots_its_caches_and_continues_from_a_snapshot(s
     ranking.write_snapshot(cache)
     assert (tmp_path / "values_params.jsonl.gz").read_bytes() == first  # same values, same bytes
     cache.unlink()
+    assert ranking.values_files(tmp_path) == {"params": [{"arch": "a", "values": {"params": 1.0}}]}  # from the .gz
     ranking.continue_from_snapshot(cache)  # a checkout with the snapshot only
     assert cache.read_text() == '{"arch": "a", "values": {"params": 1.0}}\n'
     cache.write_text(cache.read_text() + '{"arch": "b", "values": {"params": 2.0}}\n')
