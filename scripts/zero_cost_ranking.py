@@ -20,8 +20,8 @@ next, so a stopped run has scored the same uniform sample of classes with every 
 they cover (``complete`` false until all are). Values are kept in ``<out>/values_<proxy>.jsonl`` as they come
 (the evaluators' caches, not committed) and, at the end of each run, in ``values_<proxy>.jsonl.gz`` (the committed
 snapshot: a whole NAS-Bench-Graph column is 5 MB plain, a fifth of that gzipped); the same command continues, from
-the snapshot where a checkout has no cache. Combinations (AZ-NAS's log-rank sum) are computed over the archs every component
-has scored. Settings are chosen on the first truth (CIFAR-10, Cora test); the others are a check, never tuned on.
+the snapshot where a checkout has no cache. Combinations (AZ-NAS's log-rank sum) are computed over the archs every
+component has scored. Settings are chosen on the first truth (CIFAR-10, Cora test); the others are a check, never tuned on.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def write_report(out: Path, target: Target, evaluators: dict, machine: str) -> N
             "data": f"{target.data.summary()}; training examples, seed 0",
             "command": "python " + " ".join(sys.argv),
             "scored_by": f"python scripts/zero_cost_ranking.py --target {target.name}, in time slices (--stop-after-s); "
-                         "values_*.jsonl hold each class's values and seconds",
+                         "values_*.jsonl.gz (the committed snapshots of the caches) hold each class's values and seconds",
             "machine": f"{platform.processor() or platform.machine()}, {machine}", "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
         },
