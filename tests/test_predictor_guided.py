@@ -148,13 +148,13 @@ def test_the_benchmark_evaluator_needs_a_benchmark_and_cannot_rank_against_itsel
 
 
 def test_tabular_asks_for_the_data_set_of_a_guided_selector_s_proxies(tmp_path):
-    proc = nasframe("tabular", "+selectors.guided={name:predictor_guided}", "max_queries=20", "seeds=1",
-                    f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 't'}", cwd=tmp_path)
+    table = synthetic_nb201_table(tmp_path / "table.csv")  # CIFAR-10 only (no real data needed)
+    proc = nasframe("tabular", f"benchmark.path={table}", "+selectors.guided={name:predictor_guided}", "max_queries=20",
+                    "seeds=1", f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 't'}", cwd=tmp_path)
     assert proc.returncode != 0 and "dataset=cifar10" in proc.stderr and "Traceback" not in proc.stderr
-    typo = nasframe("tabular", "+selectors.guided={name:predictor_guided,proxy:[synflw]}", "dataset=digits",
-                    f"hydra.run.dir={tmp_path / 't2'}", cwd=tmp_path)
+    typo = nasframe("tabular", f"benchmark.path={table}", "+selectors.guided={name:predictor_guided,proxy:[synflw]}",
+                    "dataset=digits", f"hydra.run.dir={tmp_path / 't2'}", cwd=tmp_path)
     assert typo.returncode != 0 and "selectors.guided.proxy: unknown proxy 'synflw'" in typo.stderr
-    table = synthetic_nb201_table(tmp_path / "table.csv")  # CIFAR-10 only: a further metric it lacks is named
     lacking = nasframe("tabular", f"benchmark.path={table}", "also_report=[cifar100_test]", "max_queries=5", "seeds=1",
                        f"out={tmp_path / 'o'}", f"hydra.run.dir={tmp_path / 't3'}", cwd=tmp_path)
     assert lacking.returncode != 0 and "cifar100_test" in lacking.stderr and "Traceback" not in lacking.stderr
