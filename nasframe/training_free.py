@@ -85,7 +85,7 @@ def run_training_free_search(setup: SearchSetup, run_dir: Path, started: float) 
         f"    {native}",
         "",
         markdown_table(["metric", "value"], [
-            ["score" if isinstance(evaluator, BenchmarkEvaluator) else "proxy score", f"{result.score:.6g}"],
+            ["score" if trained else "proxy score", f"{result.score:.6g}"],
             ["parameters", f"{params:,}"],
             ["time: selection / total", f"{select_seconds:.1f} s / {timings['total']:.1f} s"],
         ]),

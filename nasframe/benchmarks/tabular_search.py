@@ -142,10 +142,10 @@ def tabular_search(
             result = selector.select(space, search_value, seed=seed, max_queries=max_queries,
                                      inputs=SelectorInputs(proxies=recorder))
             curves.append(incumbent_curve(result.history, report_value, max_queries))
-            picks.append(result.arch)
+            picks.append(space.format(result.arch))
             out["rows"].append({"method": label, "seed": seed, "num_archs": len(result.history),
                                 "found_true": report_value(result.arch),
-                                **{m: benchmark.metric(space.format(result.arch), m) for m in also_report}})
+                                **{m: benchmark.metric(picks[-1], m) for m in also_report}})
             if recorder is not None:
                 proxy_runs.append({"archs": len(recorder.asked), "cpu_seconds": recorder.cpu_seconds()})
         array = np.asarray(curves, dtype=float)
@@ -154,8 +154,8 @@ def tabular_search(
             "mean": array.mean(axis=0).tolist(),
             "std": array.std(axis=0).tolist(),
             "final_per_seed": array[:, -1].tolist(),
-            "picks": [space.format(a) for a in picks],
-            "also_report": {m: [benchmark.metric(space.format(a), m) for a in picks] for m in also_report},
+            "picks": picks,
+            "also_report": {m: [r[m] for r in out["rows"] if r["method"] == label] for m in also_report},
             **({"proxies": {"components": list(proxies[label].components), "runs": proxy_runs}}
                if label in proxies else {}),
         }
