@@ -43,7 +43,7 @@ from nasframe.markdown import markdown_table
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.search_baselines import SearchBaselines, baseline_section, measure_baselines
-from nasframe.selection.base import (Evaluation, SelectionResult, Selector, SelectorInputs, Tune, build_selector,
+from nasframe.selection.base import (Evaluation, as_selector_error, SelectionResult, Selector, SelectorInputs, Tune, build_selector,
                                      check_architecture_weights)
 from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
 from nasframe.training.checkpoint import resolve_resume
@@ -142,10 +142,8 @@ def setup_search(cfg: SearchConfig | DictConfig, run_dir: Path | None = None) ->
         proxy_settings = selector.proxy_config()
         if proxy_settings is not None:
             make_zero_cost_evaluator(setup, proxy_settings)
-    except ConfigError as error:  # the zero-cost evaluator names its keys evaluator.*: here they are selector.*
-        message = str(error)
-        raise ConfigError("selector." + message.removeprefix("evaluator.") if message.startswith("evaluator.")
-                          else message) from None
+    except ConfigError as error:
+        raise as_selector_error(error, "selector") from None
     return setup
 
 

@@ -38,7 +38,7 @@ from nasframe.benchmarks.base import TabularBenchmark
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
 from nasframe.markdown import markdown_table
-from nasframe.selection.base import Evaluation, Selector, SelectorInputs
+from nasframe.selection.base import Evaluation, Selector, SelectorInputs, as_selector_error
 from nasframe.selection.baselines import find_largest
 from nasframe.selection.random_search import RandomSearch
 
@@ -303,8 +303,8 @@ def run_tabular(cfg: Any, out: Path) -> str:
     for label, selector in selectors.items():
         try:
             settings = selector.proxy_config()
-        except ConfigError as error:  # named evaluator.* by the zero-cost evaluator: here a selector's key
-            raise ConfigError(f"selectors.{label}.{str(error).removeprefix('evaluator.')}") from None
+        except ConfigError as error:
+            raise as_selector_error(error, f"selectors.{label}") from None
         if settings is not None:
             wants[label] = settings
     data = None
