@@ -43,8 +43,8 @@ from nasframe.markdown import markdown_table
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.search_baselines import SearchBaselines, baseline_section, measure_baselines
-from nasframe.selection.base import (Evaluation, as_selector_error, SelectionResult, Selector, SelectorInputs, Tune, build_selector,
-                                     check_architecture_weights)
+from nasframe.selection.base import (Evaluation, SelectionResult, Selector, SelectorInputs, Tune, as_selector_error,
+                                     build_selector, check_architecture_weights)
 from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
 from nasframe.training.checkpoint import resolve_resume
 from nasframe.training.distributed import DistributedContext
