@@ -7,8 +7,8 @@
 
 For N = 10, 25, 50, 100, 400 labelled archs and 5 draws each (seeds 0-4): draw N archs uniformly from those every
 proxy has scored, fit a model on their proxy values (as ranks) and, optionally, a one-hot encoding of the arch
-and, optionally, the cell-structure features of ``nasframe.evaluation.surrogate.CELL_FEATURES`` (NAS-Bench-201
-cells only), with their label, and rank the archs not drawn. Metrics are over those archs only, less the
+and, optionally, the cell-structure features (``nasframe.evaluation.surrogate.CELL_FEATURES`` of a NAS-Bench-201
+cell; on NAS-Bench-Graph the space's ``structure_features``), with their label, and rank the archs not drawn. Metrics are over those archs only, less the
 isomorphic twins of the drawn ones (the same network: the model never sees the archs it is scored on).
 
 Labels and checks per target: NAS-Bench-201 has no validation column here (``../shared/data/nb201``), so the
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from nasframe.evaluation.ranking import ranking_metrics
-from nasframe.evaluation.surrogate import ProxySurrogate, has_cells
+from nasframe.evaluation.surrogate import ProxySurrogate, has_structure
 from nasframe.evaluation.zero_cost.combine import combine_population
 from nasframe.markdown import markdown_table
 
@@ -80,7 +80,7 @@ def main() -> None:
     classes = [space.canonical(a) for a in archs]
     per_arch = [{c: values[c][cls] for c in components} for cls in classes]
     truths = {t: np.asarray(v)[scored] for t, v in target.truths.items()}
-    models = {name: spec for name, spec in MODELS.items() if has_cells(space) or not spec[2]}
+    models = {name: spec for name, spec in MODELS.items() if has_structure(space) or not spec[2]}
     rows = []
     started = time.perf_counter()
     for n in LABELLED:

@@ -539,6 +539,42 @@ class GNNBenchSpace(SearchSpace):
     def plan(self, arch: Mapping[str, str]) -> CellPlan:
         return plan_cell(*self.link_and_ops(arch), raw_input=self.config.pre_layers == 0)
 
+    # -- structure features (for learned models) -------------------------------------------------------
+    @property
+    def structure_feature_scales(self) -> dict[str, float]:
+        """Per op of the space: ``count_<op>`` (nodes applying it, at most 4), ``output_<op>`` (output nodes
+        applying it, 4), ``path_<op>`` (its uses summed over the paths from the input to each output node, at
+        most 6: three outputs two nodes deep), ``first_<op>`` (nodes applying it to the cell input, 4); then
+        ``outputs`` (output nodes, 4) and ``max_depth`` / ``min_depth`` (the most / fewest layers other than
+        ``skip`` on a path to an output node, 4)."""
+        per_op = {"count": 4.0, "output": 4.0, "path": 6.0, "first": 4.0}
+        scales = {f"{kind}_{op}": top for kind, top in per_op.items() for op in self.ops}
+        return {**scales, "outputs": 4.0, "max_depth": 4.0, "min_depth": 4.0}
+
+    def structure_features(self, arch: Mapping[str, str]) -> dict[str, float]:
+        """The features of :attr:`structure_feature_scales` for ``arch`` as wired by :meth:`plan` (output nodes:
+        those the readout combines). They count ops by where they act, so archs that differ only by which node
+        position holds an op of the same role (the benchmark's isomorphic twins) get the same counts, which the
+        one-hot encoding, position by position, does not give."""
+        plan = self.plan(arch)
+        link, ops = plan.link, plan.ops
+        features = dict.fromkeys(self.structure_feature_scales, 0.0)
+        depths = []
+        for node, op in zip(NODES, ops):
+            features[f"count_{op}"] += 1
+            if link[node - 1] == 0:
+                features[f"first_{op}"] += 1
+        for output in plan.outputs:
+            features[f"output_{ops[output - 1]}"] += 1
+            node, layers = output, 0
+            while node:  # walk back to the input
+                features[f"path_{ops[node - 1]}"] += 1
+                layers += ops[node - 1] != SKIP
+                node = link[node - 1]
+            depths.append(layers)
+        features.update(outputs=float(len(plan.outputs)), max_depth=float(max(depths)), min_depth=float(min(depths)))
+        return features
+
     # -- networks --------------------------------------------------------------------------------------
     @property
     def network_size(self) -> NetworkSize:

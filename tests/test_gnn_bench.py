@@ -501,3 +501,35 @@ def test_arch_json_round_trip_keeps_the_space_settings(space):
     described = space.describe()
     assert described["name"] == "gnn_bench" and described["config"]["hidden"] == 256
     assert described["config"]["ops"] == list(OPS) and described["data"]["in_channels"] == 1433
+
+
+def test_structure_features_of_a_hand_checked_arch(space):
+    # node 1 gcn(input); node 2 skip(node 1); node 3 gat(node 1); node 4 sage(node 2): outputs 3 and 4
+    features = space.structure_features(space.from_link_and_ops([0, 1, 1, 2], ["gcn", "skip", "gat", "sage"]))
+    assert set(features) == set(space.structure_feature_scales)
+    nonzero = {name: value for name, value in features.items() if value}
+    assert nonzero == {"count_gcn": 1, "count_skip": 1, "count_gat": 1, "count_sage": 1, "first_gcn": 1,
+                       "output_gat": 1, "output_sage": 1, "path_gat": 1, "path_gcn": 2, "path_sage": 1,
+                       "path_skip": 1, "outputs": 2, "max_depth": 2, "min_depth": 2}
+
+
+def test_a_skip_chain_from_the_input_is_no_output_and_depth_counts_layers(space):
+    # node 1 fc(input); node 2 skip(input), read by no node; node 3 gin(node 1); node 4 skip(node 3)
+    features = space.structure_features(space.from_link_and_ops([0, 0, 1, 3], ["fc", "skip", "gin", "skip"]))
+    assert features["outputs"] == 1 and features["output_skip"] == 1  # node 2 is the input itself: no output
+    assert features["max_depth"] == features["min_depth"] == 2  # fc, gin: the skip adds no layer
+    assert features["path_skip"] == 1 and features["path_fc"] == features["path_gin"] == 1
+
+
+def test_structure_features_ignore_which_position_holds_an_op_and_stay_within_their_scale(space):
+    rng = np.random.default_rng(0)
+    scales = space.structure_feature_scales
+    for _ in range(300):
+        features = space.structure_features(space.sample(rng))
+        assert all(0 <= features[name] <= top for name, top in scales.items())
+    ops = ["gat", "gcn", "cheb", "fc"]
+    first = space.structure_features(space.from_link_and_ops([0, 0, 0, 0], ops))
+    for _ in range(5):  # every node reads the input: any order of the ops is the same network
+        assert space.structure_features(space.from_link_and_ops([0, 0, 0, 0], list(rng.permutation(ops)))) == first
+    widest = space.structure_features(space.from_link_and_ops([0, 1, 1, 1], ["gcn"] * 4))
+    assert widest["path_gcn"] == scales["path_gcn"] == 6  # the largest path count: three outputs two deep

@@ -225,3 +225,19 @@ def test_a_space_smaller_than_the_initial_sample_ends_without_looping(space):
     tiny = space.restrict({c.name: ["none"] for c in space.choices[:5]})  # one edge free: a handful of classes
     result = PredictorGuidedSearch(num_queries=30, initial=10, proxy=[], max_tries=20).select(tiny, conv_score, seed=0)
     assert len(result.history) == len({tiny.canonical(a) for a in tiny.enumerate()})
+
+
+def test_cell_features_default_to_the_space_s_own_and_are_refused_where_it_has_none():
+    from nasframe.core.space import DataSpec
+    from search_spaces.gnn_bench import GNNBenchSpace
+    from search_spaces.mobilenet import MobileNetSpace
+
+    graphs = GNNBenchSpace(DataSpec(8, (1, 1), 3), hidden=8)
+    result = PredictorGuidedSearch(num_queries=20, candidates=20, proxy=[]).select(
+        graphs, lambda arch: float(graphs.structure_features(arch)["max_depth"]), seed=0)
+    assert result.details["cell_features"] is True  # NAS-Bench-Graph: ops by where they act
+    images = MobileNetSpace(DataSpec(3, (32, 32), 10))
+    assert PredictorGuidedSearch(num_queries=12, proxy=[]).select(
+        images, lambda arch: 0.0, seed=0).details["cell_features"] is False
+    with pytest.raises(ConfigError, match="selector.cell_features: space mobilenet has no cell-structure features"):
+        PredictorGuidedSearch(num_queries=12, proxy=[], cell_features=True).select(images, lambda arch: 0.0, seed=0)

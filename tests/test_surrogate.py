@@ -162,3 +162,53 @@ def test_trees_plus_pairwise_without_proxies_or_cells_is_the_trees_alone():
     trees = ProxySurrogate(space, [], none, "gbt", True, seed=0)
     trees.fit(archs, none, labels)
     assert np.allclose(both.predict(archs, none), trees.predict(archs, none))
+
+
+def test_a_space_with_its_own_structure_features_gets_them_as_cell_features():
+    from nasframe.core.space import DataSpec
+    from nasframe.evaluation.surrogate import has_structure
+    from search_spaces.gnn_bench import GNNBenchSpace
+
+    space = GNNBenchSpace(DataSpec(8, (1, 1), 3), hidden=8)
+    assert has_structure(space) and has_structure(NB201Space())
+    archs = [space.sample(np.random.default_rng(seed)) for seed in range(3)]
+    surrogate = ProxySurrogate(space, ["a"], [{"a": 1.0}, {"a": 2.0}], encode_arch=True, cell_features=True)
+    features = surrogate.features(archs, [{"a": 1.0}] * 3)
+    scales = space.structure_feature_scales
+    width = sum(len(c) for c in space.choices)
+    assert features.shape == (3, 1 + len(scales) + width)
+    expected = [[value / scales[name] for name, value in space.structure_features(a).items()] for a in archs]
+    assert np.allclose(features[:, 1:1 + len(scales)], expected)
+
+
+def test_cell_features_are_refused_for_a_space_without_them():
+    from nasframe.core.space import DataSpec
+    from nasframe.evaluation.surrogate import has_structure
+    from search_spaces.mobilenet import MobileNetSpace
+
+    space = MobileNetSpace(DataSpec(3, (32, 32), 10))
+    assert not has_structure(space)
+    with pytest.raises(ValueError, match="no cell-structure features"):
+        ProxySurrogate(space, ["a"], [{"a": 1.0}], cell_features=True)
+
+
+def test_the_pairwise_model_fits_on_at_most_max_pairs_pairs_drawn_by_its_seed(monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    from nasframe.evaluation.surrogate import _PairwiseLinear
+
+    seen = []
+    fit = LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, x, y: seen.append(x.copy()) or fit(self, x, y))
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(60, 3)), rng.normal(size=60)
+    weights = []
+    for seed in (0, 0, 1):
+        model = _PairwiseLinear(max_pairs=500, seed=seed)
+        model.fit(features, labels)
+        weights.append(model.weights)
+    assert [len(x) for x in seen] == [1000, 1000, 1000]  # both orders of the 500 pairs drawn of 1,770
+    assert np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[0], seen[2])
+    assert np.corrcoef(weights[0], weights[2])[0, 1] > 0.9  # a sample of the pairs fits the same direction
+    _PairwiseLinear(max_pairs=10_000).fit(features, labels)
+    assert len(seen[-1]) == 2 * 60 * 59 // 2  # under the cap: every pair

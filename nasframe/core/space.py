@@ -267,6 +267,20 @@ class SearchSpace(Configurable, ABC):
             subnet = self.build_subnet(arch)
         return sum(p.numel() for p in subnet.parameters())
 
+    # -- training-free description, for learned models -------------------------------------------------
+    @property
+    def structure_feature_scales(self) -> dict[str, float]:
+        """The names of :meth:`structure_features` and the largest value each takes (empty: the space
+        describes none; NAS-Bench-201-style edge cells get theirs from
+        :func:`nasframe.evaluation.surrogate.cell_features` instead)."""
+        return {}
+
+    def structure_features(self, arch: Mapping[str, str]) -> dict[str, float]:
+        """Numbers that describe the computation graph ``arch`` wires (ops on the paths to the output, depth,
+        ...), computed without a network or data, for a learned model to fit on; keyed as
+        :attr:`structure_feature_scales`."""
+        raise NotImplementedError(f"space {self.name} describes no structure features")
+
     def describe(self) -> dict[str, Any]:
         """Name, settings and data spec: enough to rebuild this space."""
         return {"name": self.name, "config": asdict(self.config), "data": asdict(self.data)}

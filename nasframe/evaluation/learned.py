@@ -23,7 +23,7 @@ import numpy as np
 from nasframe.core.arch import Arch
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, DataError, InvalidArchError
-from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_cells
+from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_structure
 from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, ZeroCostEvaluator
 
 
@@ -39,7 +39,7 @@ class LearnedConfig:
     label_metric: Optional[str] = None  # the benchmark metric used as label (default: its first *_valid, else *_test)
     model: str = "gbt"  # gbt | ridge | pairwise | gbt+pairwise (mean rank of both; best measured with cell_features)
     encode_arch: bool = True  # add a one-hot encoding of the arch to the features
-    cell_features: bool = False  # add cell-structure features (NAS-Bench-201-style cells: ops on input-output paths)
+    cell_features: bool = False  # add cell-structure features (NB201 cells: ops on input-output paths; gnn_bench: ops by role)
     reference_archs: int = 256  # further archs (seeded) whose proxy values define the features' ranks
     seed: int = 0  # the draw, the model and (unless proxy_seed is set) the proxies' weights and batches
     proxy_seed: Optional[int] = None  # the proxies' weights and batches (null: seed); fixed, a cache serves every draw
@@ -71,9 +71,9 @@ class LearnedEvaluator:
         :func:`labels_from_train_runs`) are labelled archs used instead of the draw; ``population`` (e.g. the archs
         a ranking scores) joins the reference sample that defines the features' ranks."""
         config.check()
-        if config.cell_features and not has_cells(space):
-            raise ConfigError(f"evaluator.cell_features: space {space.name} has no NAS-Bench-201-style cell "
-                              "(choices edge_<to>_<from>) to describe")
+        if config.cell_features and not has_structure(space):
+            raise ConfigError(f"evaluator.cell_features: space {space.name} has no cell-structure features (an edge "
+                              "cell with choices edge_<to>_<from>, or a space defining structure_features)")
         self.space, self.proxies, self.config = space, proxies, config
         rng = np.random.default_rng(config.seed)
         if given is not None:

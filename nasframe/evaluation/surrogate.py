@@ -8,9 +8,10 @@ encoding of the arch, and ranks the rest of the space by the prediction. Here th
   (:class:`~nasframe.evaluation.zero_cost.combine.RankCombination`'s rank: ranks make the heavy-tailed proxies --
   synflow spans tens of orders of magnitude -- comparable, and fix what a value means for fitting and predicting),
 - a one-hot encoding of the arch (one indicator per option of each choice of the space), optional,
-- for a NAS-Bench-201-style cell (choices ``edge_<to>_<from>``), optionally, the cell-structure features of
-  :func:`cell_features`, which need no training (as "GRAF: Graph features for NAS", Kadlecová et al., count
-  ops and paths of the cell graph),
+- optionally, the cell-structure features of the arch, which need no training (as "GRAF: Graph features for
+  NAS", Kadlecová et al., count ops and paths of the cell graph): :func:`cell_features` for a NAS-Bench-201-style
+  cell (choices ``edge_<to>_<from>``), else the space's own :meth:`~nasframe.core.space.SearchSpace.structure_features`
+  (NAS-Bench-Graph: ops by where they act, see ``search_spaces/gnn_bench.py``), each over its largest value,
 
 and the model (``model=``, seeded) is one of
 
@@ -72,6 +73,23 @@ def has_cells(space: SearchSpace) -> bool:
     return any(choice.name.startswith("edge_") for choice in space.choices)
 
 
+def has_structure(space: SearchSpace) -> bool:
+    """Whether the surrogate can describe ``space``'s archs by cell-structure features: an edge cell
+    (:func:`has_cells`) or a space that defines :meth:`~nasframe.core.space.SearchSpace.structure_features`."""
+    return has_cells(space) or bool(space.structure_feature_scales)
+
+
+def structure_scales(space: SearchSpace) -> dict[str, float]:
+    """The cell-structure features of ``space``'s archs and the largest value of each (empty: none)."""
+    return dict(CELL_FEATURES) if has_cells(space) else space.structure_feature_scales
+
+
+def structure_vector(space: SearchSpace, arch: Mapping[str, str], scales: Mapping[str, float]) -> list[float]:
+    """``arch``'s cell-structure features over their largest values (in ``scales`` ' order, each in [0, 1])."""
+    values = cell_features(arch) if has_cells(space) else space.structure_features(arch)
+    return [values[name] / top for name, top in scales.items()]
+
+
 def cell_paths(arch: Mapping[str, str]) -> list[list[str]]:
     """Each path of a cell whose choices are ``edge_<to>_<from>`` (node 0 the input, the highest node the output),
     as the names of its edges, skipping ``none`` edges."""
@@ -118,15 +136,18 @@ class ProxySurrogate:
         self.space, self.components, self.model_name = space, list(components), model
         self.encode_arch, self.with_cell_features, self.seed = encode_arch, cell_features, seed
         self.ranks = RankCombination(reference, self.components)
+        self.structure = structure_scales(space) if cell_features else {}
+        if cell_features and not self.structure:
+            raise ValueError(f"space {space.name} has no cell-structure features")
         self.models: list = []
 
     def features(self, archs: Sequence[Arch], values: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """Columns: proxy ranks, then the cell features over their largest values (if asked), then the one-hot
-        encoding (if asked)."""
+        """Columns: proxy ranks, then the cell-structure features over their largest values (if asked), then the
+        one-hot encoding (if asked)."""
         blocks = [np.array([[self.ranks.rank(c, v[c]) for c in self.components] for v in values], dtype=float)]
         if self.with_cell_features:
-            cells = np.array([list(cell_features(a).values()) for a in archs], dtype=float)
-            blocks.append(cells.reshape(-1, len(CELL_FEATURES)) / np.array(list(CELL_FEATURES.values())))
+            cells = np.array([structure_vector(self.space, a, self.structure) for a in archs], dtype=float)
+            blocks.append(cells.reshape(-1, len(self.structure)))
         if self.encode_arch:
             blocks.append(np.stack([one_hot(self.space, a) for a in archs]))
         return np.concatenate(blocks, axis=1)
@@ -135,7 +156,7 @@ class ProxySurrogate:
         features, labels = self.features(archs, values), np.asarray(labels, dtype=float)
         self.models = []
         for name, columns in self._members(features.shape[1]):
-            model = _PairwiseLinear() if name == "pairwise" else self._make_model(name)
+            model = _PairwiseLinear(seed=self.seed) if name == "pairwise" else self._make_model(name)
             model.fit(features[:, columns], labels)
             fitted = model.predict(features[:, columns])
             self.models.append((model, columns, float(fitted.mean()), float(fitted.std()) or 1.0))
@@ -156,7 +177,7 @@ class ProxySurrogate:
     def _members(self, width: int) -> list[tuple[str, slice]]:
         if self.model_name != "gbt+pairwise":
             return [(self.model_name, slice(0, width))]
-        no_encoding = len(self.components) + (len(CELL_FEATURES) if self.with_cell_features else 0)
+        no_encoding = len(self.components) + len(self.structure)
         if no_encoding == 0:  # no proxy and no cell feature: the pairwise member has nothing to weigh
             return [("gbt", slice(0, width))]
         return [("gbt", slice(0, width)), ("pairwise", slice(0, no_encoding))]
@@ -174,7 +195,12 @@ class ProxySurrogate:
 
 class _PairwiseLinear:
     """A linear score ``w . x`` whose ``w`` is L2-penalised (C=1) logistic regression, without intercept, of
-    ``[y_i > y_j]`` on ``x_i - x_j`` over both orders of every pair with ``y_i != y_j``."""
+    ``[y_i > y_j]`` on ``x_i - x_j`` over both orders of every pair with ``y_i != y_j`` -- or, where there are
+    more than ``max_pairs`` such pairs (above about 630 labelled archs), over ``max_pairs`` of them drawn
+    uniformly without replacement (seeded), which keeps memory and time bounded as the labels grow."""
+
+    def __init__(self, max_pairs: int = 200_000, seed: int = 0) -> None:
+        self.max_pairs, self.seed = max_pairs, seed
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
@@ -182,6 +208,9 @@ class _PairwiseLinear:
         i, j = np.triu_indices(len(labels), 1)
         distinct = labels[i] != labels[j]
         i, j = i[distinct], j[distinct]
+        if len(i) > self.max_pairs:
+            kept = np.sort(np.random.default_rng(self.seed).choice(len(i), self.max_pairs, replace=False))
+            i, j = i[kept], j[kept]
         if len(i) == 0:
             raise ValueError("a pairwise model needs two labelled archs with different labels")
         differences = np.concatenate([features[i] - features[j], features[j] - features[i]])

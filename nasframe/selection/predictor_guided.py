@@ -9,7 +9,8 @@ them to BANANAS and NPENAS:
 1. evaluate ``initial`` distinct uniform archs that meet the constraints;
 2. each round, fit :class:`~nasframe.evaluation.surrogate.ProxySurrogate` on every arch evaluated so far (its
    features: the zero-cost proxies of its untrained network as ranks, the one-hot encoding, the cell-structure
-   features of a cell space), score a pool of candidates that meet the constraints and were not evaluated --
+   features where the space has them: NB201 cells, NAS-Bench-Graph), score a pool of candidates that meet the
+   constraints and were not evaluated --
    ``candidates`` of them, half mutations of the ``parents`` best evaluated archs and half uniform samples
    (NPENAS's pool), or with ``candidates=0`` every model of the space -- and evaluate the ``per_round`` highest
    predicted;
@@ -41,7 +42,7 @@ from nasframe.core.arch import Arch
 from nasframe.core.registry import SELECTORS
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError
-from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_cells
+from nasframe.evaluation.surrogate import MODELS, ProxySurrogate, has_structure
 from nasframe.selection.base import (Evaluate, QueryBudgetExhausted, QueryLog, SelectionResult, Selector,
                                      SelectorInputs, sample_satisfying)
 from nasframe.selection.constraints import Constraint, satisfies
@@ -68,7 +69,7 @@ class PredictorGuidedConfig:
     mutation_prob: float = 0.2  # per-choice probability of re-drawing the option in a mutation
     model: str = "gbt+pairwise"  # the surrogate (nasframe/evaluation/surrogate.py)
     encode_arch: bool = True  # add the one-hot encoding of the arch to the features
-    cell_features: Optional[bool] = None  # cell-structure features (null: where the space has cells)
+    cell_features: Optional[bool] = None  # cell-structure features (null: where the space has them)
     proxy: List[str] = field(default_factory=_assembly_proxies)  # zero-cost proxies as features ([]: none)
     batch_size: Optional[int] = 16  # the proxies' batch (null: each proxy's paper default)
     per_proxy: Dict[str, Any] = field(default_factory=_assembly_per_proxy)  # one proxy's settings
@@ -121,9 +122,9 @@ class PredictorGuidedSearch(Selector):
             raise ConfigError(f"selector={self.name} fits on the zero-cost proxies {', '.join(cfg.proxy)}, which this "
                               "command does not compute: run it with `nasframe search` (e.g. evaluator=benchmark), "
                               "or set selector.proxy=[] to fit on the arch encoding alone")
-        cell = has_cells(space) if cfg.cell_features is None else cfg.cell_features
-        if cell and not has_cells(space):
-            raise ConfigError(f"selector.cell_features: space {space.name} has no NAS-Bench-201-style cell")
+        cell = has_structure(space) if cfg.cell_features is None else cfg.cell_features
+        if cell and not has_structure(space):
+            raise ConfigError(f"selector.cell_features: space {space.name} has no cell-structure features")
         if cfg.candidates == 0 and space.size > MAX_ENUMERATED:
             raise ConfigError(f"selector.candidates=0 scores every arch of the space, and {space.name} has "
                               f"{space.size:,} (at most {MAX_ENUMERATED:,}): give a pool size")
