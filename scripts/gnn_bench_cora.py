@@ -66,8 +66,9 @@ def main() -> None:
     if args.tabular_only or not (args.out / "tabular.json").is_file():
         started = time.perf_counter()
         cfg = compose_config("tabular", [
-            "space=gnn_bench", "benchmark=nasbench_graph", "benchmark.dataset=cora", f"search_metric={ALSO}",
-            f"report_metric={TRUTH}", f"max_queries={args.max_queries}", f"seeds={args.seeds}"])
+            "space=gnn_bench", "benchmark=nasbench_graph", "benchmark.dataset=cora", "dataset=planetoid",
+            f"search_metric={ALSO}", f"report_metric={TRUTH}", f"max_queries={args.max_queries}",
+            f"seeds={args.seeds}"])
         run_tabular(cfg, args.out)
         log_command(args.out / "tabular.json", time.perf_counter() - started)
     if not args.tabular_only:

@@ -205,22 +205,38 @@ def test_canonical_sample_covers_every_benchmark_model_once():
     assert some == sample_archs(space, 300, 5, canonical=True)
 
 
-def test_tabular_mode_searches_nasbench_graph(tmp_path):
-    pytest.importorskip("nas_bench_graph", reason="needs the nas-bench-graph package")
+def _tabular_config(*overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from nasframe.benchmarks.tabular_search import run_tabular
     from nasframe.cli import CONFIG_DIR
     from nasframe.config import register_configs
 
     register_configs()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("tabular", overrides=["space=gnn_bench", "benchmark=nasbench_graph", "search_metric=cora_valid",
-                                            "report_metric=cora_test", "max_queries=40", "seeds=2"])
+        return compose("tabular", overrides=["space=gnn_bench", "benchmark=nasbench_graph", "search_metric=cora_valid",
+                                             "report_metric=cora_test", *overrides])
+
+
+def test_tabular_mode_searches_nasbench_graph(cora_root, tmp_path):
+    pytest.importorskip("nas_bench_graph", reason="needs the nas-bench-graph package")
+    from nasframe.benchmarks.tabular_search import run_tabular
+
+    cfg = _tabular_config("dataset=planetoid", f"dataset.root={cora_root}", "max_queries=40", "seeds=2")
     run_tabular(cfg, tmp_path)
     result = json.loads((tmp_path / "tabular.json").read_text())
+    largest = result["baselines"]["largest_arch"]  # counted on Cora's 1,433 features: every node reads them
+    assert largest["arch"] == "Arch([0, 0, 0, 0], ['arma', 'arma', 'arma', 'arma'])" and largest["params"] == 3_462_151
     assert set(result["selectors"]) == {"evolutionary", "random"}
     assert result["optimum"] == pytest.approx(83.13, abs=0.01)  # Cora's best test accuracy in the benchmark
     for run in result["selectors"].values():
         assert len(run["mean"]) == 40 and len(run["final_per_seed"]) == 2
         assert all(70.0 < f <= result["optimum"] for f in run["final_per_seed"])
+
+
+def test_tabular_mode_on_a_graph_space_needs_the_data_set_that_sizes_its_networks(tmp_path):
+    pytest.importorskip("nas_bench_graph", reason="needs the nas-bench-graph package")
+    from nasframe.benchmarks.tabular_search import run_tabular
+
+    with pytest.raises(ConfigError, match="need the data set: give it \\(dataset=planetoid\\)"):
+        run_tabular(_tabular_config("max_queries=10", "seeds=1"), tmp_path)
+    assert not (tmp_path / "tabular.json").exists()

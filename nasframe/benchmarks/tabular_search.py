@@ -308,11 +308,15 @@ def run_tabular(cfg: Any, out: Path) -> str:
         if settings is not None:
             wants[label] = settings
     data = None
-    if wants:
-        if cfg.get("dataset") is None:
-            raise ConfigError(f"tabular: selector {next(iter(wants))!r} reads zero-cost proxies of the untrained "
-                              "networks: give the data set they are computed on (dataset=cifar10), or set its "
-                              "proxy to [] (selectors.<label>.proxy=[])")
+    if wants and cfg.get("dataset") is None:
+        raise ConfigError(f"tabular: selector {next(iter(wants))!r} reads zero-cost proxies of the untrained "
+                          "networks: give the data set they are computed on (dataset=cifar10), or set its "
+                          "proxy to [] (selectors.<label>.proxy=[])")
+    if cfg.get("dataset") is None and getattr(SPACES.get(cfg.space.name), "takes_graphs", False):
+        raise ConfigError(f"tabular: space {cfg.space.name}'s networks are as wide as the graph's node features, "
+                          "so its parameter counts (the largest-arch baseline) need the data set: give it "
+                          "(dataset=planetoid)")
+    if cfg.get("dataset") is not None:  # its spec sizes the networks: the largest arch is counted on it
         from nasframe.data.base import build_dataset
 
         if cfg.get("threads"):
