@@ -1,6 +1,6 @@
 """How many labelled models a learned ranker needs on NAS-Bench-Graph Cora, from features that cost nothing.
 
-    python scripts/learned_label_curve.py                 # every one of the 26,206 Cora models (about 30 min)
+    python scripts/learned_label_curve.py                 # every one of the 26,206 Cora models (about 12 min)
     python scripts/learned_label_curve.py --limit 2000 --labelled 25 100 --draws 2 --out /tmp/curve   # a quick look
 
 No training-free proxy ranks Cora (``results/zero_cost_cora/``: every one at Kendall tau <= 0.13), so what a user
@@ -83,8 +83,8 @@ def main() -> None:
                 surrogate.fit([archs[i] for i in chosen], [values[i] for i in chosen], truths[LABEL][chosen])
                 predicted = surrogate.predict([archs[i] for i in rest], [values[i] for i in rest])
                 rows.append(_row(method, draw, n, predicted, truths, rest, time.perf_counter() - fitted))
-            print(f"N={n} draw {draw}: " + ", ".join(f"{r['method']} {r['kendall_tau']:.3f}" for r in rows[-len(MODELS):]),
-                  flush=True)
+            done = ", ".join(f"{r['method']} {r['kendall_tau']:.3f}" for r in rows[-len(MODELS):])
+            print(f"N={n} draw {draw}: {done}", flush=True)
 
     everything = np.arange(len(archs))
     ceilings = {"valid accuracy itself": ranking_metrics(truths[LABEL], truths[METRIC])}
