@@ -5,7 +5,8 @@
     python scripts/zero_cost_learned.py --values results/zero_cost_assembly_nb201 --out results/zero_cost_assembly_nb201
                                                          # every NB201 cell, with the values zero_cost_assembly.py kept
 
-For N = 10, 25, 50, 100, 400 labelled archs and 5 draws each (seeds 0-4): draw N archs uniformly from those every
+For N = 10, 25, 50, 100, 400 labelled archs and 5 draws each (seeds 0-4; ``--labelled``, ``--draws`` and
+``--first-draw`` change them, e.g. fresh draws that a choice made on draws 0-4 never saw): draw N archs uniformly from those every
 proxy has scored, fit a model on their proxy values (as ranks) and, optionally, a one-hot encoding of the arch
 and, optionally, the cell-structure features (``nasframe.evaluation.surrogate.CELL_FEATURES`` of a NAS-Bench-201
 cell; on NAS-Bench-Graph the space's ``structure_features``), with their label, and rank the archs not drawn. Metrics are over those archs only, less the
@@ -67,6 +68,10 @@ def main() -> None:
     parser.add_argument("--target", choices=sorted(SETTINGS), default="nb201")
     parser.add_argument("--values", type=Path, default=None, help="default: results/zero_cost_<target>")
     parser.add_argument("--out", type=Path, default=None, help="default: results/zero_cost_<target>")
+    parser.add_argument("--labelled", type=int, nargs="+", default=list(LABELLED))
+    parser.add_argument("--draws", type=int, default=DRAWS)
+    parser.add_argument("--first-draw", type=int, default=0,
+                        help="seed of the first draw; other than 0, the files are named zero_cost_learned_draws<A>-<B>")
     args = parser.parse_args()
     folder = Path(f"results/zero_cost_{args.target}")
     values_dir, out = args.values or folder, args.out or folder
@@ -83,8 +88,9 @@ def main() -> None:
     models = {name: spec for name, spec in MODELS.items() if has_structure(space) or not spec[2]}
     rows = []
     started = time.perf_counter()
-    for n in LABELLED:
-        for draw in range(DRAWS):
+    draws = range(args.first_draw, args.first_draw + args.draws)
+    for n in args.labelled:
+        for draw in draws:
             rng = np.random.default_rng(draw)
             chosen = rng.choice(len(archs), size=n, replace=False)
             seen = {classes[i] for i in chosen}  # an isomorphic twin of a labelled arch is the same network:
@@ -104,7 +110,8 @@ def main() -> None:
                     rows.append(_row(f"zero-shot: {name}", draw, n, scores, truths, rest, primary))
     report = {"protocol": {"target": args.target, "title": title, "archs": len(archs),
                            "space_archs": len(target.archs), "components": components,
-                           "labelled": list(LABELLED), "draws": DRAWS, "label": label, "metric": primary,
+                           "labelled": list(args.labelled), "draws": args.draws,
+                           "first_draw": args.first_draw, "label": label, "metric": primary,
                            "checks": list(checks), "command": "python " + " ".join(sys.argv),
                            # what the labels themselves give: the label metric as the ranking, over every arch
                            "label_ranking_tau": None if label == primary else ranking_metrics(
@@ -112,8 +119,9 @@ def main() -> None:
                            "seconds": time.perf_counter() - started, "date": time.strftime("%Y-%m-%d")},
               "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "zero_cost_learned.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "zero_cost_learned.md").write_text(markdown(report))
+    name = "zero_cost_learned" + (f"_draws{draws[0]}-{draws[-1]}" if args.first_draw else "")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown(report))
 
 
 def _row(method: str, draw: int, labelled: int, scores: np.ndarray, truths: dict, rest: np.ndarray,
@@ -133,7 +141,8 @@ def markdown(report: dict) -> str:
     checks, metric = p["checks"], p["metric"]
     lines = [f"# A learned combination of zero-cost proxies on {p['title']}", "",
              f"- {p['archs']} archs scored by every proxy ({', '.join(p['components'])}); labels: "
-             f"{p['label']}; {p['draws']} draws per N; metrics on the archs not drawn",
+             f"{p['label']}; {p['draws']} draws per N (seeds {p.get('first_draw', 0)}-"
+             f"{p.get('first_draw', 0) + p['draws'] - 1}); metrics on the archs not drawn",
              f"- `{p['command']}`, {p['date']}",
              *([f"- ceiling of a model fitted on {p['label']}: {p['label']} itself ranks all {p['space_archs']:,} archs "
                 f"at tau {p['label_ranking_tau']:.3f} against {metric}"] if p["label_ranking_tau"] is not None else []),

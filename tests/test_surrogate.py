@@ -69,18 +69,24 @@ def test_cell_features_of_hand_checked_cells():
     assert list(empty) == list(CELL_FEATURES) and all(v == 0 for v in empty.values())  # no path to the output
     largest = cell_features(_cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                                   "+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"))
+    degrees = {f"{where}_{op}": 0 for where in ("from_input", "into_output")
+               for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")}
     assert largest == {"skip_connect": 0, "nor_conv_1x1": 0, "nor_conv_3x3": 6, "avg_pool_3x3": 0, "connected": 1,
                        "parametric_path": 1, "max_convs": 3, "min_convs": 1, "paths": 4, "conv_free_paths": 0,
-                       "depth": 3, "width": 3}
+                       "depth": 3, "width": 3, **degrees, "from_input_nor_conv_3x3": 3, "into_output_nor_conv_3x3": 3}
     # node 1 has no input: its convs are dead; the one path is the skip 0 -> 3 (a shortcut, no parametric path)
     dead = cell_features(_cell("|none~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"))
     assert dead == {"skip_connect": 1, "nor_conv_1x1": 0, "nor_conv_3x3": 0, "avg_pool_3x3": 0, "connected": 1,
                     "parametric_path": 0, "max_convs": 0, "min_convs": 0, "paths": 1, "conv_free_paths": 1,
-                    "depth": 1, "width": 1}
+                    "depth": 1, "width": 1, **degrees, "from_input_skip_connect": 1, "into_output_skip_connect": 1}
     # a conv chain 0 -> 1 -> 2 -> 3 beside a pooling shortcut 0 -> 3
     chain = cell_features(_cell("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"))
     assert (chain["max_convs"], chain["min_convs"], chain["paths"], chain["conv_free_paths"], chain["depth"],
             chain["width"], chain["avg_pool_3x3"]) == (3, 0, 2, 1, 3, 2, 1)
+    # both paths leave the input (1x1 conv, pool) and enter the output (3x3 conv, pool)
+    assert {k: v for k, v in chain.items() if k.startswith(("from_", "into_")) and v} == {
+        "from_input_nor_conv_1x1": 1, "from_input_avg_pool_3x3": 1, "into_output_nor_conv_3x3": 1,
+        "into_output_avg_pool_3x3": 1}
 
 
 def test_cell_features_ignore_edges_off_every_path_and_stay_within_their_scale():
@@ -132,7 +138,7 @@ def test_pairwise_models_learn_a_label_that_one_proxy_carries(model):
     assert predicted.shape == (len(archs) - 100,)
     assert stats.kendalltau(predicted, labels[100:]).statistic > 0.8
     if model == "gbt+pairwise":  # the pairwise member sees the ranks and the cell features, not the encoding
-        assert [member[1] for member in surrogate.models] == [slice(0, 2 + 12 + 30), slice(0, 2 + 12)]
+        assert [member[1] for member in surrogate.models] == [slice(0, 2 + 20 + 30), slice(0, 2 + 20)]
     # an arch's score does not depend on the archs scored with it (the learned evaluator scores one at a time)
     alone = [surrogate.predict([a], [v])[0] for a, v in zip(archs[100:110], values[100:110])]
     assert np.allclose(alone, predicted[:10])

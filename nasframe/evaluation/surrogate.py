@@ -59,6 +59,9 @@ CELL_FEATURES: dict[str, float] = {
     "conv_free_paths": 4,  # the number of paths with no convolution
     "depth": 3,  # the most edges on one path (the effective depth of the cell)
     "width": 3,  # the number of edges into the output node that lie on a path (its effective width)
+    # GRAF's degree features, per op: the edges on a path that leave the input node / enter the output node
+    **{f"from_input_{op}": 3 for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")},
+    **{f"into_output_{op}": 3 for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")},
 }
 
 
@@ -116,12 +119,17 @@ def cell_features(arch: Mapping[str, str]) -> dict[str, float]:
     on_path = {name for path in paths for name in path}
     convs = [sum("conv" in arch[name] for name in path) for path in paths]
     output = max(int(name.split("_")[1]) for name in arch if name.startswith("edge_"))
-    counts = {op: float(sum(arch[name] == op for name in on_path)) for op in list(CELL_FEATURES)[:4]}
+    ops = list(CELL_FEATURES)[:4]
+    counts = {op: float(sum(arch[name] == op for name in on_path)) for op in ops}
+    degrees = {f"{where}_{op}": float(sum(arch[name] == op and test(name) for name in on_path))
+               for where, test in (("from_input", lambda name: name.endswith("_0")),
+                                   ("into_output", lambda name: name.startswith(f"edge_{output}_")))
+               for op in ops}
     return {**counts, "connected": float(bool(paths)), "parametric_path": float(any(convs)),
             "max_convs": float(max(convs, default=0)), "min_convs": float(min(convs, default=0)),
             "paths": float(len(paths)), "conv_free_paths": float(sum(c == 0 for c in convs)),
             "depth": float(max((len(path) for path in paths), default=0)),
-            "width": float(sum(name.startswith(f"edge_{output}_") for name in on_path))}
+            "width": float(sum(name.startswith(f"edge_{output}_") for name in on_path)), **degrees}
 
 
 class ProxySurrogate:
