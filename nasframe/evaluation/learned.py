@@ -39,7 +39,7 @@ class LearnedConfig:
     label_metric: Optional[str] = None  # the benchmark metric used as label (default: its first *_valid, else *_test)
     model: str = "gbt"  # gbt | ridge | pairwise | gbt+pairwise (mean rank of both; best measured with cell_features)
     encode_arch: bool = True  # add a one-hot encoding of the arch to the features
-    cell_features: bool = False  # add cell-structure features (NB201 cells: ops on input-output paths; gnn_bench: ops by role)
+    cell_features: bool = False  # cell-structure features (NB201: ops on input-output paths; gnn_bench: ops by role)
     reference_archs: int = 256  # further archs (seeded) whose proxy values define the features' ranks
     seed: int = 0  # the draw, the model and (unless proxy_seed is set) the proxies' weights and batches
     proxy_seed: Optional[int] = None  # the proxies' weights and batches (null: seed); fixed, a cache serves every draw
