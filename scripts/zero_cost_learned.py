@@ -8,7 +8,7 @@
 For N = 10, 25, 50, 100, 400 labelled archs and 5 draws each (seeds 0-4; ``--labelled``, ``--draws`` and
 ``--first-draw`` change them, e.g. fresh draws that a choice made on draws 0-4 never saw): draw N archs uniformly from those every
 proxy has scored, fit a model on their proxy values (as ranks) and, optionally, a one-hot encoding of the arch
-and, optionally, the cell-structure features (``nasframe.evaluation.surrogate.CELL_FEATURES`` of a NAS-Bench-201
+and, optionally, the cell-structure features (``search_spaces.nb201.CELL_FEATURES`` of a NAS-Bench-201
 cell; on NAS-Bench-Graph the space's ``structure_features``), with their label, and rank the archs not drawn. Metrics are over those archs only, less the
 isomorphic twins of the drawn ones (the same network: the model never sees the archs it is scored on).
 

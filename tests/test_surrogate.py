@@ -63,7 +63,7 @@ def _cell(native: str):
 
 
 def test_cell_features_of_hand_checked_cells():
-    from nasframe.evaluation.surrogate import CELL_FEATURES, cell_features
+    from search_spaces.nb201 import CELL_FEATURES, cell_features
 
     empty = cell_features(_cell("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
     assert list(empty) == list(CELL_FEATURES) and all(v == 0 for v in empty.values())  # no path to the output
@@ -90,7 +90,7 @@ def test_cell_features_of_hand_checked_cells():
 
 
 def test_cell_features_ignore_edges_off_every_path_and_stay_within_their_scale():
-    from nasframe.evaluation.surrogate import CELL_FEATURES, cell_features, cell_paths
+    from search_spaces.nb201 import CELL_FEATURES, cell_features, cell_paths
 
     space, rng, checked = NB201Space(), np.random.default_rng(0), 0
     for arch in (space.sample(rng) for _ in range(300)):
@@ -105,14 +105,14 @@ def test_cell_features_ignore_edges_off_every_path_and_stay_within_their_scale()
 
 
 def test_cell_features_need_an_edge_cell():
-    from nasframe.evaluation.surrogate import cell_features
+    from search_spaces.nb201 import cell_features
 
     with pytest.raises(ValueError):
         cell_features({"depth": "3"})
 
 
 def test_features_with_cell_features_are_ranks_then_scaled_cell_features_then_the_encoding():
-    from nasframe.evaluation.surrogate import CELL_FEATURES
+    from search_spaces.nb201 import CELL_FEATURES
 
     space = NB201Space()
     surrogate = ProxySurrogate(space, ["a"], [{"a": 1.0}, {"a": 2.0}], encode_arch=True, cell_features=True)

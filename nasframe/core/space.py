@@ -271,8 +271,7 @@ class SearchSpace(Configurable, ABC):
     @property
     def structure_feature_scales(self) -> dict[str, float]:
         """The names of :meth:`structure_features` and the largest value each takes (empty: the space
-        describes none; NAS-Bench-201-style edge cells get theirs from
-        :func:`nasframe.evaluation.surrogate.cell_features` instead)."""
+        describes none)."""
         return {}
 
     def structure_features(self, arch: Mapping[str, str]) -> dict[str, float]:

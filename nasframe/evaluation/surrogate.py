@@ -9,9 +9,9 @@ encoding of the arch, and ranks the rest of the space by the prediction. Here th
   synflow spans tens of orders of magnitude -- comparable, and fix what a value means for fitting and predicting),
 - a one-hot encoding of the arch (one indicator per option of each choice of the space), optional,
 - optionally, the cell-structure features of the arch, which need no training (as "GRAF: Graph features for
-  NAS", Kadlecová et al., count ops and paths of the cell graph): :func:`cell_features` for a NAS-Bench-201-style
-  cell (choices ``edge_<to>_<from>``), else the space's own :meth:`~nasframe.core.space.SearchSpace.structure_features`
-  (NAS-Bench-Graph: ops by where they act, see ``search_spaces/gnn_bench.py``), each over its largest value,
+  NAS", Kadlecová et al., count ops and paths of the cell graph): the space's
+  :meth:`~nasframe.core.space.SearchSpace.structure_features` (NAS-Bench-201: ``search_spaces.nb201.cell_features``;
+  NAS-Bench-Graph: ops by where they act, ``search_spaces/gnn_bench.py``), each over its largest value,
 
 and the model (``model=``, seeded) is one of
 
@@ -41,95 +41,21 @@ from nasframe.evaluation.zero_cost.combine import RankCombination
 
 MODELS = ("gbt", "ridge", "pairwise", "gbt+pairwise")
 
-#: The cell-structure features, in order, and the largest value each takes in a 4-node cell (a feature is given
-#: over it, in [0, 1] as the ranks). A *path* goes from the input node to the output node along edges whose op is
-#: not ``none``; an edge *on a path* is one such a path uses (the others compute nothing that reaches the output).
-#: They describe the cell as given: isomorphic twins that differ by where a skip_connect sits can differ in skip
-#: count and depth (measured: features of the class's canonical cell instead rank no better).
-CELL_FEATURES: dict[str, float] = {
-    "skip_connect": 6,  # number of skip_connect edges on a path
-    "nor_conv_1x1": 6,  # number of nor_conv_1x1 edges on a path
-    "nor_conv_3x3": 6,  # number of nor_conv_3x3 edges on a path
-    "avg_pool_3x3": 6,  # number of avg_pool_3x3 edges on a path
-    "connected": 1,  # 1 if there is a path at all
-    "parametric_path": 1,  # 1 if some path has a convolution (the output can be reached through a parametric op)
-    "max_convs": 3,  # the most convolutions on one path (the longest parametric path)
-    "min_convs": 3,  # the fewest convolutions on one path (0: a shortcut without parameters)
-    "paths": 4,  # the number of paths
-    "conv_free_paths": 4,  # the number of paths with no convolution
-    "depth": 3,  # the most edges on one path (the effective depth of the cell)
-    "width": 3,  # the number of edges into the output node that lie on a path (its effective width)
-    # GRAF's degree features, per op: the edges on a path that leave the input node / enter the output node
-    **{f"from_input_{op}": 3 for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")},
-    **{f"into_output_{op}": 3 for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")},
-}
-
-
 def one_hot(space: SearchSpace, arch: Mapping[str, str]) -> np.ndarray:
     """One indicator per option of each choice of ``space`` (choice order, option order)."""
     return np.concatenate([[1.0 if arch[c.name] == option else 0.0 for option in c.options] for c in space.choices])
 
 
-def has_cells(space: SearchSpace) -> bool:
-    """Whether ``space``'s choices are the edges of a cell (``edge_<to>_<from>``), which :func:`cell_features`
-    describes."""
-    return any(choice.name.startswith("edge_") for choice in space.choices)
-
-
 def has_structure(space: SearchSpace) -> bool:
-    """Whether the surrogate can describe ``space``'s archs by cell-structure features: an edge cell
-    (:func:`has_cells`) or a space that defines :meth:`~nasframe.core.space.SearchSpace.structure_features`."""
-    return has_cells(space) or bool(space.structure_feature_scales)
-
-
-def structure_scales(space: SearchSpace) -> dict[str, float]:
-    """The cell-structure features of ``space``'s archs and the largest value of each (empty: none)."""
-    return dict(CELL_FEATURES) if has_cells(space) else space.structure_feature_scales
+    """Whether ``space`` describes its archs by cell-structure features
+    (:meth:`~nasframe.core.space.SearchSpace.structure_features`)."""
+    return bool(space.structure_feature_scales)
 
 
 def structure_vector(space: SearchSpace, arch: Mapping[str, str], scales: Mapping[str, float]) -> list[float]:
     """``arch``'s cell-structure features over their largest values (in ``scales`` ' order, each in [0, 1])."""
-    values = cell_features(arch) if has_cells(space) else space.structure_features(arch)
+    values = space.structure_features(arch)
     return [values[name] / top for name, top in scales.items()]
-
-
-def cell_paths(arch: Mapping[str, str]) -> list[list[str]]:
-    """Each path of a cell whose choices are ``edge_<to>_<from>`` (node 0 the input, the highest node the output),
-    as the names of its edges, skipping ``none`` edges."""
-    edges = sorted((int(name.split("_")[1]), int(name.split("_")[2]), name)
-                   for name in arch if name.startswith("edge_"))
-    if not edges:
-        raise ValueError("cell features need choices named edge_<to>_<from>")
-    output, found = max(to for to, _, _ in edges), []
-
-    def walk(node: int, path: list[str]) -> None:
-        if node == output:
-            found.append(path)
-        for to, source, name in edges:
-            if source == node and arch[name] != "none":
-                walk(to, [*path, name])
-
-    walk(0, [])
-    return found
-
-
-def cell_features(arch: Mapping[str, str]) -> dict[str, float]:
-    """The features of :data:`CELL_FEATURES` of a cell, unscaled (a convolution: an op whose name has ``conv``)."""
-    paths = cell_paths(arch)
-    on_path = {name for path in paths for name in path}
-    convs = [sum("conv" in arch[name] for name in path) for path in paths]
-    output = max(int(name.split("_")[1]) for name in arch if name.startswith("edge_"))
-    ops = list(CELL_FEATURES)[:4]
-    counts = {op: float(sum(arch[name] == op for name in on_path)) for op in ops}
-    degrees = {f"{where}_{op}": float(sum(arch[name] == op and test(name) for name in on_path))
-               for where, test in (("from_input", lambda name: name.endswith("_0")),
-                                   ("into_output", lambda name: name.startswith(f"edge_{output}_")))
-               for op in ops}
-    return {**counts, "connected": float(bool(paths)), "parametric_path": float(any(convs)),
-            "max_convs": float(max(convs, default=0)), "min_convs": float(min(convs, default=0)),
-            "paths": float(len(paths)), "conv_free_paths": float(sum(c == 0 for c in convs)),
-            "depth": float(max((len(path) for path in paths), default=0)),
-            "width": float(sum(name.startswith(f"edge_{output}_") for name in on_path)), **degrees}
 
 
 class ProxySurrogate:
@@ -144,7 +70,7 @@ class ProxySurrogate:
         self.space, self.components, self.model_name = space, list(components), model
         self.encode_arch, self.with_cell_features, self.seed = encode_arch, cell_features, seed
         self.ranks = RankCombination(reference, self.components)
-        self.structure = structure_scales(space) if cell_features else {}
+        self.structure = space.structure_feature_scales if cell_features else {}
         if cell_features and not self.structure:
             raise ValueError(f"space {space.name} has no cell-structure features")
         self.models: list = []
