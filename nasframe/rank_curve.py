@@ -3,10 +3,11 @@
 A run trained with ``trainer.keep_every=N`` keeps its checkpoint every N epochs (``checkpoints/epoch_NNNN.pt``).
 ``nasframe rank run=... ranking.checkpoints=kept`` scores one fixed arch sample with each of them (and with the
 final checkpoint) exactly as a single ranking does, and writes Kendall tau, Spearman and precision@top-10 %
-against the epoch (``ranking_curve.json`` and ``ranking_curve.png``), with the trivial baselines on the same archs
-(#params, FLOPs, a random ranking) as horizontal lines: where, if anywhere, weight sharing crosses them. Each
-checkpoint's scores are kept in ``epoch_NNNN/scores.jsonl``; ``ranking.stop_after_s`` bounds the whole curve and
-the same command continues.
+against the epoch: ``ranking_curve.json`` (one row per checkpoint with ``method``, ``seed``, ``num_archs`` and
+``found_true``, the true accuracy of the best-scored arch, as every results/ row) and ``ranking_curve.png``, with
+the trivial baselines on the same archs (#params, FLOPs, a random ranking) as horizontal lines: where, if
+anywhere, weight sharing crosses them. Each checkpoint's scores are kept in ``epoch_NNNN/scores.jsonl``;
+``ranking.stop_after_s`` bounds the whole curve and the same command continues.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ def rank_over_training(setup: Any, run_dir: Path, archs: list, protocol: dict[st
         point = dict(protocol)
         score, store = supernet_scorer(setup, path, archs, point, out / f"epoch_{epoch:04d}", ranking)
         report = rank_archs(setup.space, score, truth, archs, point, store=store, stop_after_s=left)
-        rows.append({"epoch": epoch, "checkpoint": str(path), **report.metrics, "scoring_seconds": report.seconds})
+        rows.append({"method": f"supernet ({setup.sampler.name}) at epoch {epoch}", "seed": setup.cfg.seed,
+                     "num_archs": len(archs), "epoch": epoch, "checkpoint": str(path), **report.metrics,
+                     "found_true": report.metrics["true_accuracy_of_best_scored"],
+                     "scoring_seconds": report.seconds})
     baselines = rank_baselines(setup, report, out)
     report.extra.update({"baselines": baselines, "curve": rows})
     write_ranking(report, out, title=f"{setup.space.name} supernet at epoch {rows[-1]['epoch']}")

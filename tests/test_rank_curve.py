@@ -22,6 +22,9 @@ def test_a_run_keeps_checkpoints_and_rank_draws_its_ranking_curve(tmp_path):
     assert ranked.returncode == 0, ranked.stderr[-3000:]
     curve = json.loads((out / "ranking_curve.json").read_text())
     assert [row["epoch"] for row in curve["curve"]] == [1, 2, 3]
+    for row in curve["curve"]:  # machine-readable as every results/ row
+        assert row["method"] == f"supernet (uniform) at epoch {row['epoch']}" and row["seed"] == 0
+        assert row["num_archs"] == 8 and row["found_true"] == row["true_accuracy_of_best_scored"]
     assert set(curve["baselines"]) == {"params", "flops", "random (expected)"}
     assert (out / "ranking_curve.png").stat().st_size > 1000
     final = json.loads((out / "ranking.json").read_text())

@@ -102,6 +102,12 @@ def test_isomorphic_cells_are_scored_once_and_the_cache_file_resumes(tmp_path):
     assert again.space.canonical(a) in again.values  # read back, not computed
     other = tiny_evaluator("flops", cache_file=str(cache))
     assert not other.values  # another proxy's fingerprint: nothing reused
+    # the time spent on archs counts each class once, read-back classes at the seconds measured when computed
+    c = space.parse(LARGEST)
+    evaluator(c)
+    assert evaluator.seconds_for([a, b, c]) == evaluator.seconds[space.canonical(a)] + evaluator.seconds[space.canonical(c)] > 0
+    assert again.seconds_for([b]) == evaluator.seconds[space.canonical(a)]
+    assert again.seconds_for([c]) == 0.0  # not computed by that evaluator
 
 
 def test_an_unknown_proxy_or_setting_is_a_clear_error():

@@ -86,7 +86,7 @@ class RecordingProxies:
         return values
 
     def cpu_seconds(self) -> float:
-        return float(sum(self.proxies.seconds.get(key, 0.0) for key in self.asked))
+        return self.proxies.seconds_for(self.asked)
 
 
 def tabular_search(

@@ -214,6 +214,11 @@ class ZeroCostEvaluator:
         self.seconds[key] = float(seconds)
         self._append_cache(key, self.values[key], self.seconds[key])
 
+    def seconds_for(self, archs: Iterable[Mapping[str, str]]) -> float:
+        """The seconds that computing the values of ``archs`` took: each isomorphism class once, as measured when it
+        was computed (also for values read back from the cache file); 0 for a class not computed yet."""
+        return float(sum(self.seconds.get(key, 0.0) for key in {self.key(arch) for arch in archs}))
+
     def __call__(self, arch: Mapping[str, str]) -> float:
         values = self.component_values(arch)
         if not self.combined:
