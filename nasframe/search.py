@@ -43,8 +43,8 @@ from nasframe.markdown import markdown_table
 from nasframe.sampling.base import PathSampler, build_sampler
 from nasframe.sampling.uniform import UniformSampler
 from nasframe.search_baselines import SearchBaselines, baseline_section, measure_baselines
-from nasframe.selection.base import (Evaluation, SelectionResult, Selector, SelectorInputs, Tune, as_selector_error,
-                                     build_selector, check_architecture_weights)
+from nasframe.selection.base import (Evaluation, SelectionResult, Selector, SelectorInputs, Tune, build_selector,
+                                     check_architecture_weights)
 from nasframe.selection.constraints import Constraint, ParamBudget, latency_source, load_latency_budget
 from nasframe.training.checkpoint import resolve_resume
 from nasframe.training.distributed import DistributedContext
@@ -138,12 +138,9 @@ def setup_search(cfg: SearchConfig | DictConfig, run_dir: Path | None = None) ->
     selector.check_constraints(constraints)
     setup = SearchSetup(cfg, device, data, space, sampler, selector, trainer_cfg, evaluator_cfg, constraints,
                         fixed_arch, resume_from, distributed)
-    try:  # the proxies a selector reads are checked now, not after training
-        proxy_settings = selector.proxy_config()
-        if proxy_settings is not None:
-            make_zero_cost_evaluator(setup, proxy_settings)
-    except ConfigError as error:
-        raise as_selector_error(error, "selector") from None
+    proxy_settings = selector.proxy_config()  # the proxies a selector reads are checked now, not after training
+    if proxy_settings is not None:
+        make_zero_cost_evaluator(setup, proxy_settings, config_key="selector")
     return setup
 
 
@@ -304,21 +301,23 @@ def make_training_free_evaluator(setup: SearchSetup, population: Sequence[Arch] 
                             population)
 
 
-def make_zero_cost_evaluator(setup: SearchSetup, config: ZeroCostConfig | None = None) -> ZeroCostEvaluator:
+def make_zero_cost_evaluator(setup: SearchSetup, config: ZeroCostConfig | None = None,
+                             config_key: str = "evaluator") -> ZeroCostEvaluator:
     """Training-free scoring of the run's space with ``config`` (default: the run's evaluator settings): each arch's
     standalone network on the device, a graph data set's graph bound to it, real input batches from the training
-    split."""
-    return zero_cost_evaluator(setup.space, setup.data, config or setup.evaluator, setup.device)
+    split. ``config_key``: where ``config`` sits in the run's config, which errors about it name."""
+    return zero_cost_evaluator(setup.space, setup.data, config or setup.evaluator, setup.device, config_key)
 
 
-def zero_cost_evaluator(space: SearchSpace, data: DatasetSplits, config: ZeroCostConfig,
-                        device: torch.device) -> ZeroCostEvaluator:
+def zero_cost_evaluator(space: SearchSpace, data: DatasetSplits, config: ZeroCostConfig, device: torch.device,
+                        config_key: str = "evaluator") -> ZeroCostEvaluator:
     """:func:`make_zero_cost_evaluator` for a space, data set and device given directly (``nasframe tabular``)."""
 
     def build_network(arch: Arch) -> nn.Module:
         return bind_data(space.build_subnet(arch).to(device), data, device)
 
-    return ZeroCostEvaluator(space, build_network, config, train=data.train, prepare=data.prepare, device=device)
+    return ZeroCostEvaluator(space, build_network, config, train=data.train, prepare=data.prepare, device=device,
+                             config_key=config_key)
 
 
 def make_tuner(trainer: SupernetTrainer, evaluator: SupernetEvaluator, seed: int) -> Tune:
@@ -510,7 +509,8 @@ def select_or_evaluate_given(setup: SearchSetup, evaluator: Any,
     if setup.fixed_arch is None:
         proxy_settings = setup.selector.proxy_config()
         if proxy_settings is not None:  # a selector that reads zero-cost proxies (predictor_guided): computed here
-            inputs = dataclasses.replace(inputs, proxies=make_zero_cost_evaluator(setup, proxy_settings))
+            proxies = make_zero_cost_evaluator(setup, proxy_settings, config_key="selector")
+            inputs = dataclasses.replace(inputs, proxies=proxies)
         return setup.selector.select(setup.space, evaluator, constraints=setup.constraints, seed=setup.cfg.seed,
                                      inputs=inputs)
     score = evaluator(setup.fixed_arch)

@@ -38,7 +38,7 @@ from nasframe.benchmarks.base import TabularBenchmark
 from nasframe.core.space import SearchSpace
 from nasframe.errors import ConfigError, InvalidArchError
 from nasframe.markdown import markdown_table
-from nasframe.selection.base import Evaluation, Selector, SelectorInputs, as_selector_error
+from nasframe.selection.base import Evaluation, Selector, SelectorInputs
 from nasframe.selection.baselines import find_largest
 from nasframe.selection.random_search import RandomSearch
 
@@ -301,10 +301,7 @@ def run_tabular(cfg: Any, out: Path) -> str:
     selectors = {label: build_selector(node) for label, node in cfg.selectors.items()}
     wants = {}
     for label, selector in selectors.items():
-        try:
-            settings = selector.proxy_config()
-        except ConfigError as error:
-            raise as_selector_error(error, f"selectors.{label}") from None
+        settings = selector.proxy_config()
         if settings is not None:
             wants[label] = settings
     data = None
@@ -330,8 +327,8 @@ def run_tabular(cfg: Any, out: Path) -> str:
         built: dict[str, Any] = {}  # one evaluator per distinct setting, shared by the selectors and the seeds
         for label, settings in wants.items():
             key = repr(settings)
-            if key not in built:
-                built[key] = zero_cost_evaluator(space, data, settings, torch.device("cpu"))
+            if key not in built:  # errors in the settings name the first selector that has them
+                built[key] = zero_cost_evaluator(space, data, settings, torch.device("cpu"), f"selectors.{label}")
             proxies[label] = built[key]
     result = tabular_search(
         space, benchmark, selectors, search_metric=cfg.search_metric, report_metric=cfg.report_metric,

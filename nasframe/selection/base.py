@@ -191,13 +191,6 @@ def sample_satisfying(
     raise NasframeError(f"no arch meeting the constraints ({described}) in {max_tries} uniform samples")
 
 
-def as_selector_error(error: ConfigError, key: str) -> ConfigError:
-    """A zero-cost evaluator's error about its settings, which it names ``evaluator.*``, renamed for the selector
-    whose proxies they are (``key``: ``selector``, or ``selectors.<label>`` in ``nasframe tabular``)."""
-    message = str(error)
-    return ConfigError(f"{key}.{message.removeprefix('evaluator.')}" if message.startswith("evaluator.") else message)
-
-
 def check_architecture_weights(selector: Selector, sampler: Any) -> None:
     """Refuse a training method without architecture weights for a selector that reads them (checked before
     training starts)."""

@@ -102,12 +102,13 @@ class PredictorGuidedSearch(Selector):
     def proxy_config(self):
         """The zero-cost settings of the features, which the run computes (``None`` without proxies)."""
         from nasframe.evaluation.zero_cost.base import PROXIES
-        from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, resolve_components
+        from nasframe.evaluation.zero_cost.evaluator import ZeroCostConfig, component_owners
 
         cfg = self.config
         if not cfg.proxy:
             return None
-        running = {p.name for p in resolve_components(list(cfg.proxy))[0]}
+        owners = component_owners()  # an unknown name is left for the evaluator to refuse, by the selector's key
+        running = {name if name in PROXIES else owners.get(name) for name in cfg.proxy}
         # settings of a registered proxy that is not among the features are dropped (the default's synflow
         # settings when synflow is left out); an unknown name is kept, for the evaluator to refuse by name
         per_proxy = {k: v for k, v in dict(cfg.per_proxy or {}).items() if k in running or k not in PROXIES}

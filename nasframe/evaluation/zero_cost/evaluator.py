@@ -61,21 +61,28 @@ class ZeroCostConfig:
     canonical: bool = True  # score each isomorphism class once
     cache_file: Optional[str] = None  # JSON lines of computed components, reused when settings match (.gz: read)
 
-    def proxy_names(self) -> list[str]:
+    def proxy_names(self, key: str = "evaluator") -> list[str]:
+        """The configured proxy names; ``key``: the config key these settings sit under, for the error."""
         names = [self.proxy] if isinstance(self.proxy, str) else list(self.proxy or [])
         if not names or not all(isinstance(n, str) and n for n in names):
-            raise ConfigError(f"evaluator.proxy: name one proxy or a list of them, got {self.proxy!r}")
+            raise ConfigError(f"{key}.proxy: name one proxy or a list of them, got {self.proxy!r}")
         return names
 
 
-def resolve_components(names: Sequence[str]) -> tuple[list[Proxy], list[str]]:
-    """The proxies to run and the components to score for config names: a proxy name gives all its components,
-    a component name its proxy."""
+def component_owners() -> dict[str, str]:
+    """Every registered component's proxy: component name -> the name of the proxy that computes it."""
     owner: dict[str, str] = {}
     for proxy_name in PROXIES.names():
         cls = PROXIES.get(proxy_name)
         for component in cls.components or (cls.name,):
             owner.setdefault(component, proxy_name)
+    return owner
+
+
+def resolve_components(names: Sequence[str], key: str = "evaluator") -> tuple[list[Proxy], list[str]]:
+    """The proxies to run and the components to score for config names: a proxy name gives all its components,
+    a component name its proxy. ``key``: the config key the names sit under, for the error about an unknown one."""
+    owner = component_owners()
     proxies: dict[str, Proxy] = {}
     components: list[str] = []
     for name in names:
@@ -89,7 +96,7 @@ def resolve_components(names: Sequence[str]) -> tuple[list[Proxy], list[str]]:
                 components.append(name)
         else:
             known = sorted(set(PROXIES.names()) | set(owner))
-            raise ConfigError(f"evaluator.proxy: unknown proxy {name!r}; known: {', '.join(known)}")
+            raise ConfigError(f"{key}.proxy: unknown proxy {name!r}; known: {', '.join(known)}")
     return list(proxies.values()), components
 
 
@@ -98,23 +105,25 @@ class ZeroCostEvaluator:
 
     def __init__(self, space: SearchSpace, build_network: Callable[[Arch], nn.Module], config: ZeroCostConfig,
                  train: TensorSplit | None = None, prepare: Transform | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", config_key: str = "evaluator") -> None:
         """``build_network(arch)`` returns the arch's standalone network on ``device`` (a graph network with its
-        graph bound); ``train`` and ``prepare`` give the real input batches."""
+        graph bound); ``train`` and ``prepare`` give the real input batches. ``config_key``: where ``config`` sits
+        in the user's config, which errors about it name (``selector`` for a selector's proxies)."""
         self.space, self.build_network, self.config = space, build_network, config
         self.device = torch.device(device)
+        self.config_key = key = config_key
         if config.combine not in COMBINATIONS:
-            raise ConfigError(f"evaluator.combine: {config.combine!r} is not one of {', '.join(COMBINATIONS)}")
+            raise ConfigError(f"{key}.combine: {config.combine!r} is not one of {', '.join(COMBINATIONS)}")
         if config.reference_archs < 1:
-            raise ConfigError("evaluator.reference_archs must be >= 1")
-        self.proxies, self.components = resolve_components(config.proxy_names())
+            raise ConfigError(f"{key}.reference_archs must be >= 1")
+        self.proxies, self.components = resolve_components(config.proxy_names(key), key)
         is_graph = space.takes_graphs
         for proxy in self.proxies:
             if is_graph and not proxy.supports_graphs:
-                raise ConfigError(f"evaluator.proxy: {proxy.name} is defined for image networks, not for the graph "
+                raise ConfigError(f"{key}.proxy: {proxy.name} is defined for image networks, not for the graph "
                                   f"space '{space.name}'")
             if not is_graph and not proxy.supports_images:
-                raise ConfigError(f"evaluator.proxy: {proxy.name} is defined for graph networks, not for the image "
+                raise ConfigError(f"{key}.proxy: {proxy.name} is defined for graph networks, not for the image "
                                   f"space '{space.name}'")
         self._check_per_proxy()
         self.settings = {p.name: check_settings(self._settings_for(p), self._where(p))
@@ -145,22 +154,23 @@ class ZeroCostEvaluator:
 
     def _check_per_proxy(self) -> None:
         """``per_proxy`` may name only proxies this evaluator runs (not structural ones) and only the settings."""
-        running = {p.name: p for p in self.proxies}
+        running, key = {p.name: p for p in self.proxies}, self.config_key
         for name, overrides in dict(self.config.per_proxy or {}).items():
             proxy = running.get(name)
             if proxy is None:
-                raise ConfigError(f"evaluator.per_proxy.{name}: not a proxy of this evaluator; it runs "
+                raise ConfigError(f"{key}.per_proxy.{name}: not a proxy of this evaluator; it runs "
                                   f"{', '.join(running)}")
             if proxy.structural:
-                raise ConfigError(f"evaluator.per_proxy.{name}: {name} reads no data and no weights: it has no "
+                raise ConfigError(f"{key}.per_proxy.{name}: {name} reads no data and no weights: it has no "
                                   "settings to override")
             unknown = sorted(set(dict(overrides or {})) - set(_OVERRIDABLE))
             if unknown:
-                raise ConfigError(f"evaluator.per_proxy.{name}.{unknown[0]}: unknown setting; valid: "
+                raise ConfigError(f"{key}.per_proxy.{name}.{unknown[0]}: unknown setting; valid: "
                                   f"{', '.join(_OVERRIDABLE)}")
 
     def _where(self, proxy: Proxy) -> str:
-        return f"evaluator.per_proxy.{proxy.name}" if proxy.name in (self.config.per_proxy or {}) else "evaluator"
+        key = self.config_key
+        return f"{key}.per_proxy.{proxy.name}" if proxy.name in (self.config.per_proxy or {}) else key
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the scores: proxies, components, each proxy's settings, seed, combination."""
@@ -244,7 +254,7 @@ class ZeroCostEvaluator:
         batch = self._batches.get(settings)
         if batch is None:
             batch = make_batch(settings, self.train, self.prepare, self.space.data.num_classes, self.input_shape,
-                               self.config.seed, self.device)
+                               self.config.seed, self.device, where=self.config_key)
             self._batches[settings] = batch
         return batch
 

@@ -92,18 +92,19 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def make_batch(settings: ProxySettings, train: TensorSplit | None, prepare: Transform | None, num_classes: int,
-               input_shape: tuple[int, ...] | None, seed: int, device: torch.device) -> ProxyBatch:
+               input_shape: tuple[int, ...] | None, seed: int, device: torch.device,
+               where: str = "evaluator") -> ProxyBatch:
     """The proxy's input: ``settings.batches`` batches of ``settings.batch_size`` training examples drawn without
     replacement with ``seed`` and made model inputs by ``prepare`` (``real``), or standard Gaussian images with
     uniformly random labels (``noise``), or nothing (``none``). A graph network's input (``input_shape`` None) is
     the node ids of the training split, full batch as GNNs are trained; ``noise`` is refused for it (the graph's
-    features are the data)."""
+    features are the data). ``where``: the config key of the settings, which errors name."""
     generator = torch.Generator().manual_seed(seed)
     inputs: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     if settings.input == "real":
         if train is None:
-            raise ConfigError("evaluator.input=real needs training data")
+            raise ConfigError(f"{where}.input=real needs training data")
         if input_shape is None:
             ids, y = train.x.to(device), train.y.to(device)
             return ProxyBatch([ids] * settings.batches, [y] * settings.batches, num_classes, input_shape)
@@ -118,7 +119,7 @@ def make_batch(settings: ProxySettings, train: TensorSplit | None, prepare: Tran
             labels.append(train.y[idx].to(device))
     elif settings.input == "noise":
         if input_shape is None:
-            raise ConfigError("evaluator.input=noise is for image networks; a graph network's input is its graph")
+            raise ConfigError(f"{where}.input=noise is for image networks; a graph network's input is its graph")
         for _ in range(settings.batches):
             inputs.append(torch.randn(settings.batch_size, *input_shape, generator=generator).to(device))
             labels.append(torch.randint(0, num_classes, (settings.batch_size,), generator=generator).to(device))
