@@ -138,6 +138,26 @@ def test_per_proxy_errors_name_the_proxy_and_the_setting():
         tiny_evaluator("synflow", per_proxy={"synflow": {"momentum": 0.1}})
     with pytest.raises(ConfigError, match="per_proxy.params: params reads no data and no weights"):
         tiny_evaluator(["params", "synflow"], per_proxy={"params": {"bn": "eval"}})
+
+
+
+def test_errors_name_the_config_key_the_settings_sit_under():
+    """A selector's proxies are its own settings: errors name them there, not under ``evaluator``."""
+    space = NB201Space(DataSpec(3, (8, 8), 10), channels=4, cells_per_stage=1)
+
+    def build(config, key):
+        return ZeroCostEvaluator(space, space.build_subnet, config, config_key=key)
+
+    with pytest.raises(ConfigError, match=r"^selectors\.guided\.proxy: unknown proxy 'synflw'"):
+        build(ZeroCostConfig(proxy=["synflw"]), "selectors.guided")
+    with pytest.raises(ConfigError, match=r"^selector\.per_proxy\.synflow\.momentum: unknown setting"):
+        build(ZeroCostConfig(proxy="synflow", per_proxy={"synflow": {"momentum": 0.1}}), "selector")
+    with pytest.raises(ConfigError, match=r"^selector\.per_proxy\.jacov\.bn: 'off' is not one of"):
+        build(ZeroCostConfig(proxy="jacov", per_proxy={"jacov": {"bn": "off"}}), "selector")
+    with pytest.raises(ConfigError, match=r"^selector\.input=real needs training data"):
+        build(ZeroCostConfig(proxy="jacov", input="real"), "selector").component_values(space.parse(LARGEST))
+    with pytest.raises(ConfigError, match=r"^evaluator\.proxy: name one proxy"):  # the default key
+        ZeroCostEvaluator(space, space.build_subnet, ZeroCostConfig(proxy=[]))
     with pytest.raises(ConfigError, match="evaluator.per_proxy.synflow.bn: 'frozen' is not one of"):
         tiny_evaluator("synflow", per_proxy={"synflow": {"bn": "frozen"}})
 
