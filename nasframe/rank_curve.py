@@ -7,7 +7,8 @@ against the epoch: ``ranking_curve.json`` (one row per checkpoint with ``method`
 ``found_true``, the true accuracy of the best-scored arch, as every results/ row) and ``ranking_curve.png``, with
 the trivial baselines on the same archs (#params, FLOPs, a random ranking) as horizontal lines: where, if
 anywhere, weight sharing crosses them. Each checkpoint's scores are kept in ``epoch_NNNN/scores.jsonl``;
-``ranking.stop_after_s`` bounds the whole curve and the same command continues.
+``ranking.stop_after_s`` bounds the whole curve: a stopped curve writes the checkpoints it finished
+(``complete`` false) and the same command continues.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def kept_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def rank_over_training(setup: Any, run_dir: Path, archs: list, protocol: dict[str, Any], out: Path,
                        ranking: RankingConfig, benchmark: Any) -> tuple[RankingReport, Path]:
-    from nasframe.rank import rank_baselines, supernet_scorer, write_ranking
+    from nasframe.rank import supernet_scorer, write_ranking
 
     points = kept_checkpoints(run_dir)
     if len(points) < 2:
@@ -53,27 +54,43 @@ def rank_over_training(setup: Any, run_dir: Path, archs: list, protocol: dict[st
                           f"(it has {len(points)} checkpoint{'s' if len(points) != 1 else ''})")
     truth = lambda native: benchmark.metric(native, ranking.truth_metric)  # noqa: E731
     started = time.perf_counter()
-    rows, report = [], None
-    for epoch, path in points:
-        left = ranking.stop_after_s - (time.perf_counter() - started) if ranking.stop_after_s > 0 else 0.0
-        if ranking.stop_after_s > 0 and left <= 0:
-            raise ScoringStopped(len(rows) * len(archs), len(points) * len(archs), out)
-        point = dict(protocol)
-        score, store = supernet_scorer(setup, path, archs, point, out / f"epoch_{epoch:04d}", ranking)
-        report = rank_archs(setup.space, score, truth, archs, point, store=store, stop_after_s=left)
-        rows.append({"method": f"supernet ({setup.sampler.name}) at epoch {epoch}", "seed": setup.cfg.seed,
-                     "num_archs": len(archs), "epoch": epoch, "checkpoint": str(path), **report.metrics,
-                     "found_true": report.metrics["true_accuracy_of_best_scored"],
-                     "scoring_seconds": report.seconds})
+    rows: list[dict[str, Any]] = []
+    report = None
+    try:
+        for epoch, path in points:
+            left = ranking.stop_after_s - (time.perf_counter() - started) if ranking.stop_after_s > 0 else 0.0
+            if ranking.stop_after_s > 0 and left <= 0:
+                raise ScoringStopped(len(rows) * len(archs), len(points) * len(archs), out)
+            point = dict(protocol)
+            score, store = supernet_scorer(setup, path, archs, point, out / f"epoch_{epoch:04d}", ranking)
+            report = rank_archs(setup.space, score, truth, archs, point, store=store, stop_after_s=left)
+            rows.append({"method": f"supernet ({setup.sampler.name}) at epoch {epoch}", "seed": setup.cfg.seed,
+                         "num_archs": len(archs), "epoch": epoch, "checkpoint": str(path), **report.metrics,
+                         "found_true": report.metrics["true_accuracy_of_best_scored"],
+                         "scoring_seconds": report.seconds})
+    except ScoringStopped:
+        if report is not None:  # the checkpoints finished so far, marked incomplete; the rerun completes it
+            write_curve(setup, report, rows, points, protocol, out, ranking)
+        raise
+    write_curve(setup, report, rows, points, protocol, out, ranking)
+    write_ranking(report, out, title=f"{setup.space.name} supernet at epoch {rows[-1]['epoch']}")
+    return report, out
+
+
+def write_curve(setup: Any, report: RankingReport, rows: list[dict[str, Any]], points: list[tuple[int, Path]],
+                protocol: dict[str, Any], out: Path, ranking: RankingConfig) -> None:
+    """``ranking_curve.json`` and ``.png`` of the checkpoints ranked so far (``complete`` once all are), with the
+    trivial baselines on the same archs; the baselines also go into ``report``."""
+    from nasframe.rank import rank_baselines
+
     baselines = rank_baselines(setup, report, out)
     report.extra.update({"baselines": baselines, "curve": rows})
-    write_ranking(report, out, title=f"{setup.space.name} supernet at epoch {rows[-1]['epoch']}")
-    curve = {"protocol": {**protocol, "checkpoints": [str(p) for _, p in points]}, "curve": rows,
-             "baselines": baselines}
+    curve = {"protocol": {**protocol, "checkpoints": [str(p) for _, p in points]},
+             "complete": len(rows) == len(points), "curve": rows, "baselines": baselines}
     (out / "ranking_curve.json").write_text(json.dumps(curve, indent=1) + "\n")
-    plot_curve(rows, baselines, out / "ranking_curve.png", title=f"{setup.space.name}: {len(archs)} archs vs "
-               f"{ranking.truth_metric}")
-    return report, out
+    ranked = "" if curve["complete"] else f", {len(rows)} of {len(points)} checkpoints so far"
+    plot_curve(rows, baselines, out / "ranking_curve.png",
+               title=f"{setup.space.name}: {len(report.archs)} archs vs {ranking.truth_metric}{ranked}")
 
 
 def plot_curve(rows: list[dict[str, Any]], baselines: dict[str, dict[str, float]], path: Path, title: str = "") -> Path:

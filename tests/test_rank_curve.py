@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from nasframe import rank_curve
+from nasframe.cli import compose_config
+from nasframe.evaluation.ranking import ScoringStopped
+from nasframe.rank import run_rank
 from test_cli import TINY, nasframe, synthetic_nb201_table
 
 
@@ -32,6 +38,7 @@ def test_a_run_keeps_checkpoints_and_rank_draws_its_ranking_curve(tmp_path):
     # one checkpoint differs from the next: each epoch's scores are its own
     scores = [json.loads((out / f"epoch_{e:04d}/scores.jsonl").read_text().splitlines()[-1]) for e in (1, 3)]
     assert scores[0] != scores[1]
+    check_a_stopped_curve_writes_what_it_finished(tmp_path, run_dir, table, curve)
     single = nasframe("rank", f"run={tmp_path / 'nothing'}", "ranking.checkpoints=kept",
                       f"hydra.run.dir={tmp_path / 'r2'}", cwd=tmp_path)
     assert single.returncode != 0 and "Traceback" not in single.stderr
@@ -43,3 +50,32 @@ def test_a_run_keeps_checkpoints_and_rank_draws_its_ranking_curve(tmp_path):
     report = json.loads((tmp_path / "hybrid/ranking.json").read_text())
     assert report["protocol"]["hybrid"]["components"] == ["supernet", "params"]
     assert all(a["score"] <= 0 for a in report["archs"])  # sums of log-ranks
+
+
+def check_a_stopped_curve_writes_what_it_finished(tmp_path, run_dir, table, full_curve):
+    """A curve stopped at its time limit after its first checkpoint writes that checkpoint's row, marked
+    incomplete, with the baselines; the same command then completes it from the scores kept."""
+    out = tmp_path / "partial"
+    cfg = compose_config("rank", [f"run={run_dir}", f"benchmark.path={table}", "ranking.num_archs=8",
+                                  "ranking.checkpoints=kept", "evaluator.bn_recalibration_batches=1", f"out={out}"])
+    real = rank_curve.rank_archs
+    calls = []
+
+    def stops_on_the_second_checkpoint(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ScoringStopped(0, 8, out)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rank_curve, "rank_archs", stops_on_the_second_checkpoint)
+        with pytest.raises(ScoringStopped):
+            run_rank(cfg)
+    partial = json.loads((out / "ranking_curve.json").read_text())
+    assert partial["complete"] is False and [row["epoch"] for row in partial["curve"]] == [1]
+    assert partial["baselines"] == full_curve["baselines"]
+    assert not (out / "ranking.json").exists()  # the final checkpoint's report comes with the whole curve
+    run_rank(cfg)
+    complete = json.loads((out / "ranking_curve.json").read_text())
+    assert complete["complete"] is True and [row["epoch"] for row in complete["curve"]] == [1, 2, 3]
+    assert [r["kendall_tau"] for r in complete["curve"]] == [r["kendall_tau"] for r in full_curve["curve"]]
