@@ -161,16 +161,16 @@ class NB201Config:
 # --------------------------------------------------------------------------------------------------------
 # Cell-structure features (training-free, for learned models)
 # --------------------------------------------------------------------------------------------------------
+#: the ops the features count (every op but ``none``, which computes nothing)
+_COUNTED_OPS = OPS[1:]
+_OUTPUT = NUM_NODES - 1
 #: The cell-structure features, in order, and the largest value each takes in a 4-node cell (a feature is given
 #: over it, in [0, 1] as the ranks). A *path* goes from the input node to the output node along edges whose op is
 #: not ``none``; an edge *on a path* is one such a path uses (the others compute nothing that reaches the output).
 #: They describe the cell as given: isomorphic twins that differ by where a skip_connect sits can differ in skip
 #: count and depth (measured: features of the class's canonical cell instead rank no better).
 CELL_FEATURES: dict[str, float] = {
-    "skip_connect": 6,  # number of skip_connect edges on a path
-    "nor_conv_1x1": 6,  # number of nor_conv_1x1 edges on a path
-    "nor_conv_3x3": 6,  # number of nor_conv_3x3 edges on a path
-    "avg_pool_3x3": 6,  # number of avg_pool_3x3 edges on a path
+    **{op: 6 for op in _COUNTED_OPS},  # number of edges with this op on a path
     "connected": 1,  # 1 if there is a path at all
     "parametric_path": 1,  # 1 if some path has a convolution (the output can be reached through a parametric op)
     "max_convs": 3,  # the most convolutions on one path (the longest parametric path)
@@ -180,26 +180,29 @@ CELL_FEATURES: dict[str, float] = {
     "depth": 3,  # the most edges on one path (the effective depth of the cell)
     "width": 3,  # the number of edges into the output node that lie on a path (its effective width)
     # GRAF's degree features, per op: the edges on a path that leave the input node / enter the output node
-    **{f"from_input_{op}": 3 for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")},
-    **{f"into_output_{op}": 3 for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")},
+    **{f"from_input_{op}": 3 for op in _COUNTED_OPS},
+    **{f"into_output_{op}": 3 for op in _COUNTED_OPS},
 }
 
 
+#: each edge's (to, from) nodes by its choice name
+_EDGE_NODES = {edge_name(to, source): (to, source) for to, source in EDGES}
+
+
 def cell_paths(arch: Mapping[str, str]) -> list[list[str]]:
-    """Each path of a cell whose choices are ``edge_<to>_<from>`` (node 0 the input, the highest node the output),
-    as the names of its edges, skipping ``none`` edges."""
-    edges = sorted((int(name.split("_")[1]), int(name.split("_")[2]), name)
-                   for name in arch if name.startswith("edge_"))
-    if not edges:
-        raise ValueError("cell features need choices named edge_<to>_<from>")
-    output, found = max(to for to, _, _ in edges), []
+    """Each path of the cell from the input node to the output node, as the choice names of its edges
+    (:func:`edge_name`), skipping ``none`` edges."""
+    missing = [name for name in _EDGE_NODES if name not in arch]
+    if missing:
+        raise ValueError(f"cell features need a NAS-Bench-201 cell: no choice {missing[0]!r} in {dict(arch)}")
+    found: list[list[str]] = []
 
     def walk(node: int, path: list[str]) -> None:
-        if node == output:
+        if node == _OUTPUT:
             found.append(path)
-        for to, source, name in edges:
-            if source == node and arch[name] != "none":
-                walk(to, [*path, name])
+        for to, source in EDGES:
+            if source == node and arch[edge_name(to, source)] != "none":
+                walk(to, [*path, edge_name(to, source)])
 
     walk(0, [])
     return found
@@ -210,18 +213,16 @@ def cell_features(arch: Mapping[str, str]) -> dict[str, float]:
     paths = cell_paths(arch)
     on_path = {name for path in paths for name in path}
     convs = [sum("conv" in arch[name] for name in path) for path in paths]
-    output = max(int(name.split("_")[1]) for name in arch if name.startswith("edge_"))
-    ops = list(CELL_FEATURES)[:4]
-    counts = {op: float(sum(arch[name] == op for name in on_path)) for op in ops}
-    degrees = {f"{where}_{op}": float(sum(arch[name] == op and test(name) for name in on_path))
-               for where, test in (("from_input", lambda name: name.endswith("_0")),
-                                   ("into_output", lambda name: name.startswith(f"edge_{output}_")))
-               for op in ops}
+    counts = {op: float(sum(arch[name] == op for name in on_path)) for op in _COUNTED_OPS}
+    degrees = {f"{where}_{op}": float(sum(arch[name] == op and test(*_EDGE_NODES[name]) for name in on_path))
+               for where, test in (("from_input", lambda to, source: source == 0),
+                                   ("into_output", lambda to, source: to == _OUTPUT))
+               for op in _COUNTED_OPS}
     return {**counts, "connected": float(bool(paths)), "parametric_path": float(any(convs)),
             "max_convs": float(max(convs, default=0)), "min_convs": float(min(convs, default=0)),
             "paths": float(len(paths)), "conv_free_paths": float(sum(c == 0 for c in convs)),
             "depth": float(max((len(path) for path in paths), default=0)),
-            "width": float(sum(name.startswith(f"edge_{output}_") for name in on_path)), **degrees}
+            "width": float(sum(_EDGE_NODES[name][0] == _OUTPUT for name in on_path)), **degrees}
 
 
 class NB201Space(SearchSpace):
