@@ -215,7 +215,7 @@ def write_report(out: Path, target: Target, evaluators: dict, machine: str) -> N
             label = name if name in VARIANTS else component
             values[label] = {c: v[component] for c, v in evaluator.values.items()}
             owners[label] = name
-        # the median: slices ran beside other work, and a process paused between sessions left single classes at
+        # the median: slices ran beside other work, and a stall that held both scoring scripts left single classes at
         # thousands of seconds, which a mean would spread over all
         seconds[name] = float(np.median(list(evaluator.seconds.values()))) if evaluator.seconds else float("nan")
         settings[name] = {p: d["settings"] for p, d in evaluator.describe()["proxies"].items()}
