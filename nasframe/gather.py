@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -126,13 +127,35 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def baseline_means(members: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     """Each baseline row's true accuracy (the search report's largest arch, random search ...) as mean and
-    standard deviation over ``members``, where their outcomes hold one."""
+    standard deviation over ``members``, where their outcomes hold one. Random search runs with its seed's pick's
+    number of evaluations, which differs by seed when a selector skips repeats ("random search, 198
+    evaluations"): those rows are one baseline, labelled with the range of counts ("random search, 193-200
+    evaluations")."""
     values: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, set[int]] = defaultdict(set)
     for member in members:
         for row in member.get("baselines", {}).get("rows", []):
-            if row.get("true_accuracy") is not None:
-                values[row["label"]].append(row["true_accuracy"])
-    return {label: (statistics.mean(v), statistics.pstdev(v)) for label, v in values.items()}
+            if row.get("true_accuracy") is None:
+                continue
+            label = row["label"]
+            evaluations = _EVALUATIONS.search(label)
+            if evaluations:
+                label = _EVALUATIONS.sub(_COUNTS + " evaluations", label)
+                counts[label].add(int(evaluations.group(1)))
+            values[label].append(row["true_accuracy"])
+    return {_count_label(label, counts.get(label)): (statistics.mean(v), statistics.pstdev(v))
+            for label, v in values.items()}
+
+
+_EVALUATIONS = re.compile(r" (\d+) evaluations")
+_COUNTS = " <counts>"  # where a merged label's range of evaluation counts goes
+
+
+def _count_label(label: str, counts: set[int] | None) -> str:
+    if not counts:
+        return label
+    low, high = min(counts), max(counts)
+    return label.replace(_COUNTS, f" {low}" if low == high else f" {low}-{high}")
 
 
 def _percent(value: Any) -> str | None:

@@ -83,19 +83,19 @@ def test_seed_is_not_part_of_the_setting() -> None:
 def test_training_free_runs_are_gathered_with_their_baselines(tmp_path: Path) -> None:
     from nasframe.gather import gather
 
-    for seed, (picked, random) in enumerate([(93.0, 92.0), (94.0, 93.0)]):
+    for seed, (picked, random, evaluations) in enumerate([(93.0, 92.0, 200), (94.0, 93.0, 197)]):
         run = tmp_path / str(seed)
         run.mkdir()
         rows = [{"label": "selected", "true_accuracy": picked}, {"label": "largest arch", "true_accuracy": 93.76},
-                {"label": "random search, 200 evaluations", "true_accuracy": random}]
+                {"label": f"random search, {evaluations} evaluations", "true_accuracy": random}]
         (run / "outcome.json").write_text(json.dumps({  # evaluator=zero_cost: no valid or test accuracy
             "space": "nb201", "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "seed": seed,
             "params": 10, "seconds": {"train": 0.0, "total": 1.0}, "baselines": {"rows": rows}}))
     report = gather(tmp_path).read_text()
     summary = json.loads((tmp_path / "gather.json").read_text())["summary"]
     assert summary[0]["baselines"] == {"selected": [93.5, 0.5], "largest arch": [93.76, 0.0],
-                                       "random search, 200 evaluations": [92.5, 0.5]}
-    assert "| random search, 200 evaluations | 92.50 ± 0.50 |" in report
+                                       "random search, 197-200 evaluations": [92.5, 0.5]}
+    assert "| random search, 197-200 evaluations | 92.50 ± 0.50 |" in report  # one baseline over seeds
 
 
 def test_true_accuracies_come_from_nasbench_graph_for_gnn_runs(tmp_path: Path) -> None:
@@ -115,3 +115,13 @@ def test_true_accuracies_come_from_nasbench_graph_for_gnn_runs(tmp_path: Path) -
     assert payload["rows"][0]["method"] == "(defaults)" and payload["rows"][0]["seed"] == 0
     with pytest.raises(ConfigError, match="unknown benchmark 'nb301'; known: nasbench_graph, nb201"):
         gather(tmp_path, benchmark="nb301")
+
+
+def test_random_search_rows_with_equal_counts_keep_their_label() -> None:
+    from nasframe.gather import baseline_means
+
+    members = [{"baselines": {"rows": [{"label": "random search, 100 evaluations", "true_accuracy": value},
+                                       {"label": "best of the 100 labelled archs (x)", "true_accuracy": 94.0}]}}
+               for value in (93.0, 94.0)]
+    assert baseline_means(members) == {"random search, 100 evaluations": (93.5, 0.5),
+                                       "best of the 100 labelled archs (x)": (94.0, 0.0)}
