@@ -102,15 +102,18 @@ def plot_curve(rows: list[dict[str, Any]], baselines: dict[str, dict[str, float]
 
     epochs = np.array([r["epoch"] for r in rows])
     fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.6), dpi=120)
-    styles = {"params": ":", "flops": "--", "random (expected)": "-."}
+    # baselines often tie (#params and FLOPs rank NB201 samples alike): distinct colours, values in the legend
+    styles = {"params": ("tab:orange", ":"), "flops": ("tab:green", "--"), "random (expected)": ("grey", "-.")}
     for ax, metric in zip(axes, CURVE_METRICS):
         ax.plot(epochs, [r[metric] for r in rows], marker="o", label="supernet")
         for name, values in baselines.items():
-            ax.axhline(values[metric], color="grey", linestyle=styles.get(name, ":"), label=name)
+            colour, line = styles.get(name, ("black", ":"))
+            ax.axhline(values[metric], color=colour, linestyle=line, linewidth=1.5,
+                       label=f"{name} {values[metric]:.3f}")
         ax.set_xlabel("epoch")
         ax.set_title(metric.replace("_", " "), fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
