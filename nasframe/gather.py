@@ -23,6 +23,7 @@ from typing import Any
 
 from nasframe.errors import ConfigError, DataError
 from nasframe.markdown import markdown_table
+from nasframe.selection.baselines import counted_label
 
 
 def find_runs(root: Path) -> tuple[list[Path], list[Path]]:
@@ -127,35 +128,42 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def baseline_means(members: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     """Each baseline row's true accuracy (the search report's largest arch, random search ...) as mean and
-    standard deviation over ``members``, where their outcomes hold one. Random search runs with its seed's pick's
-    number of evaluations, which differs by seed when a selector skips repeats ("random search, 198
-    evaluations"): those rows are one baseline, labelled with the range of counts ("random search, 193-200
+    standard deviation over ``members``, where their outcomes hold one. Rows are grouped by their ``kind``. Random
+    search runs with its seed's pick's number of evaluations, which differs by seed when a selector skips repeats:
+    those rows are one baseline, labelled with the range of their ``evaluations`` ("random search, 193-200
     evaluations")."""
     values: dict[str, list[float]] = defaultdict(list)
+    labels: dict[str, str] = {}
     counts: dict[str, set[int]] = defaultdict(set)
     for member in members:
         for row in member.get("baselines", {}).get("rows", []):
             if row.get("true_accuracy") is None:
                 continue
-            label = row["label"]
-            evaluations = _EVALUATIONS.search(label)
-            if evaluations:
-                label = _EVALUATIONS.sub(_COUNTS + " evaluations", label)
-                counts[label].add(int(evaluations.group(1)))
-            values[label].append(row["true_accuracy"])
-    return {_count_label(label, counts.get(label)): (statistics.mean(v), statistics.pstdev(v))
-            for label, v in values.items()}
+            kind, evaluations = baseline_identity(row)
+            values[kind].append(row["true_accuracy"])
+            labels.setdefault(kind, row["label"])
+            if evaluations is not None:
+                counts[kind].add(evaluations)
+    return {(_counted(kind, counts[kind]) if counts[kind] else labels[kind]): (statistics.mean(v), statistics.pstdev(v))
+            for kind, v in values.items()}
 
 
-_EVALUATIONS = re.compile(r" (\d+) evaluations")
-_COUNTS = " <counts>"  # where a merged label's range of evaluation counts goes
+def baseline_identity(row: dict[str, Any]) -> tuple[str, int | None]:
+    """A report row's baseline kind and number of evaluations (:class:`~nasframe.selection.baselines.BaselineRow`).
+    Outcomes written before rows carried them hold only the label, which then names the kind, and a count in it
+    ("random search, 200 evaluations") is the evaluations."""
+    if "kind" in row:
+        return row["kind"], row.get("evaluations")
+    counted = _LEGACY_COUNTED_LABEL.fullmatch(row["label"])
+    return (counted.group(1), int(counted.group(2))) if counted else (row["label"], None)
 
 
-def _count_label(label: str, counts: set[int] | None) -> str:
-    if not counts:
-        return label
+_LEGACY_COUNTED_LABEL = re.compile(r"(.+), (\d+) evaluations")
+
+
+def _counted(kind: str, counts: set[int]) -> str:
     low, high = min(counts), max(counts)
-    return label.replace(_COUNTS, f" {low}" if low == high else f" {low}-{high}")
+    return counted_label(kind, low if low == high else f"{low}-{high}")
 
 
 def _percent(value: Any) -> str | None:

@@ -144,6 +144,8 @@ def test_baseline_rows_and_their_markdown_section():
     assert [r.label for r in rows] == ["selected (evolutionary)", "largest arch meeting the constraints",
                                        f"random search, {len(selected.history)} evaluations"]
     assert len(evaluate.calls) == 1 + len(selected.history)  # the largest arch once, random search its budget
+    assert [(r.kind, r.evaluations) for r in rows] == [("selected", None), ("largest", None),
+                                                       ("random search", len(selected.history))]
     assert pick.native == space.format(selected.arch) and pick.score == selected.score
     assert largest.params == find_largest(space, [budget]).params >= max(pick.params, randomly.params)
     assert largest.score == pytest.approx(largest.params / 1000.0)

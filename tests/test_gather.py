@@ -80,14 +80,20 @@ def test_seed_is_not_part_of_the_setting() -> None:
     assert group_key({"overrides": ["seed=3"]}) == "(defaults)"
 
 
-def test_training_free_runs_are_gathered_with_their_baselines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["rows-with-kind", "outcomes-before-kind"])
+def test_training_free_runs_are_gathered_with_their_baselines(tmp_path: Path, legacy: bool) -> None:
     from nasframe.gather import gather
+    from nasframe.selection.baselines import BaselineRow
 
     for seed, (picked, random, evaluations) in enumerate([(93.0, 92.0, 200), (94.0, 93.0, 197)]):
         run = tmp_path / str(seed)
         run.mkdir()
-        rows = [{"label": "selected", "true_accuracy": picked}, {"label": "largest arch", "true_accuracy": 93.76},
-                {"label": f"random search, {evaluations} evaluations", "true_accuracy": random}]
+        rows = [BaselineRow("selected", "a", 1.0, 10, None, picked, "selected").to_dict(),
+                BaselineRow("largest arch", "b", 1.0, 10, None, 93.76, "largest").to_dict(),
+                BaselineRow(f"random search, {evaluations} evaluations", "c", 1.0, 10, None, random,
+                            "random search", evaluations).to_dict()]
+        if legacy:  # outcomes written before rows carried their kind and evaluations: the label alone
+            rows = [{"label": row["label"], "true_accuracy": row["true_accuracy"]} for row in rows]
         (run / "outcome.json").write_text(json.dumps({  # evaluator=zero_cost: no valid or test accuracy
             "space": "nb201", "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "seed": seed,
             "params": 10, "seconds": {"train": 0.0, "total": 1.0}, "baselines": {"rows": rows}}))
@@ -125,3 +131,12 @@ def test_random_search_rows_with_equal_counts_keep_their_label() -> None:
                for value in (93.0, 94.0)]
     assert baseline_means(members) == {"random search, 100 evaluations": (93.5, 0.5),
                                        "best of the 100 labelled archs (x)": (94.0, 0.0)}
+
+
+def test_baselines_are_grouped_by_kind_and_evaluations_not_by_label() -> None:
+    from nasframe.gather import baseline_means
+
+    members = [{"baselines": {"rows": [{"label": label, "kind": "random search", "evaluations": count,
+                                        "true_accuracy": value}]}}
+               for label, count, value in (("random, seed 0", 12, 93.0), ("random, seed 1", 15, 94.0))]
+    assert baseline_means(members) == {"random search, 12-15 evaluations": (93.5, 0.5)}

@@ -427,11 +427,22 @@ def random_baseline(
 # --------------------------------------------------------------------------------------------------------
 # Report rows
 # --------------------------------------------------------------------------------------------------------
+RANDOM_SEARCH = "random search"  # the kind of the random-search row
+
+
+def counted_label(kind: str, evaluations: int | str) -> str:
+    """A baseline's label with its number of evaluations ("random search, 200 evaluations"); ``evaluations`` may
+    be a range over runs ("193-200")."""
+    return f"{kind}, {evaluations} evaluations"
+
+
 @dataclass
 class BaselineRow:
     """One reported arch: how it was found (``label``), its native string, its score from the run's
     evaluator, its parameters, and where known the test accuracy of its subnet and the benchmark's (true)
-    accuracy."""
+    accuracy. ``kind`` names the baseline without run-specific numbers ("selected", "largest", "random search",
+    an evaluator's own) and ``evaluations`` is the number of evaluations it made, where it searched: rows of many
+    runs are grouped by ``kind``, never by parsing ``label``."""
 
     label: str
     native: str
@@ -439,6 +450,11 @@ class BaselineRow:
     params: int
     test_accuracy: Optional[float] = None
     true_accuracy: Optional[float] = None
+    kind: str = ""
+    evaluations: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.label
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -462,15 +478,16 @@ def baseline_rows(
     evaluations = max(1, len(selected.history))
     largest = find_largest(space, constraints, seed).arch
     randomly = random_baseline(space, evaluate, evaluations, constraints, seed)
-    found = [(selected_label, selected.arch, selected.score),
-             ("largest arch meeting the constraints" if constraints else "largest arch", largest,
+    made = len(randomly.history)
+    found = [(selected_label, "selected", None, selected.arch, selected.score),
+             ("largest arch meeting the constraints" if constraints else "largest arch", "largest", None, largest,
               float(evaluate(largest))),
-             (f"random search, {len(randomly.history)} evaluations", randomly.arch, randomly.score)]
+             (counted_label(RANDOM_SEARCH, made), RANDOM_SEARCH, made, randomly.arch, randomly.score)]
     return [
         BaselineRow(label, space.format(arch), float(score), space.count_params(arch),
                     None if test_accuracy is None else float(test_accuracy(arch)),
-                    None if true_accuracy is None else true_accuracy(arch))
-        for label, arch, score in found
+                    None if true_accuracy is None else true_accuracy(arch), kind, evaluations)
+        for label, kind, evaluations, arch, score in found
     ]
 
 
