@@ -4,6 +4,7 @@ the true top 10 % against the benchmark's accuracies, beside #params and FLOPs.
     python scripts/zero_cost_ranking.py --target nb201          # all NB201 cells (hours on 2 cores; resumable)
     python scripts/zero_cost_ranking.py --target cora           # all 26,206 NAS-Bench-Graph models on Cora
     python scripts/zero_cost_ranking.py --target nb201 --proxies synflow az_nas --stop-after-s 3000   # a slice
+    python scripts/zero_cost_ranking.py --target cora --workers 2 --threads 1   # 2 processes of one thread each
 
 Targets:
 - ``nb201``: the NB201 network of the benchmark (C=16, N=5, 32x32 input, 10 classes) on real CIFAR-10 training
@@ -22,6 +23,9 @@ they cover (``complete`` false until all are). Values are kept in ``<out>/values
 snapshot: a whole NAS-Bench-Graph column is 5 MB plain, a fifth of that gzipped); the same command continues, from
 the snapshot where a checkout has no cache. Combinations (AZ-NAS's log-rank sum) are computed over the archs every
 component has scored. Settings are chosen on the first truth (CIFAR-10, Cora test); the others are a check, never tuned on.
+With ``--workers N`` the classes are scored in N forked processes of ``--threads`` threads each (CPU only), in the
+same order: the main process takes their values in that order and writes the caches, so a stopped run has scored
+a prefix of the order, as a run in one process has.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import argparse
 import gzip
 import json
 import logging
+import multiprocessing
 import platform
 import sys
 import time
@@ -116,11 +121,16 @@ def main() -> None:
     parser.add_argument("--proxies", nargs="*", default=None, help="default: every registered proxy for the target")
     parser.add_argument("--variants", nargs="*", default=None, help=f"of {', '.join(VARIANTS)} (default: all, nb201)")
     parser.add_argument("--stop-after-s", type=float, default=0.0, help="stop scoring after this many seconds")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each scoring process")
+    parser.add_argument("--workers", type=int, default=1, help="scoring processes (CPU; 1: in this process)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where the networks are scored")
     parser.add_argument("--out", type=Path, default=None, help="default: results/zero_cost_<target>")
     parser.add_argument("--report-only", action="store_true", help="write the report from the values kept")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.workers > 1 and args.device != "cpu":
+        parser.error("--workers > 1 scores on the CPU only (forked processes); on a GPU use one")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -137,25 +147,84 @@ def main() -> None:
     jobs = {**{name: (name, {}) for name in proxies}, **{name: VARIANTS[name] for name in variants}}
     for name in jobs:
         continue_from_snapshot(out / f"values_{name}.jsonl")
-    evaluators = {name: ZeroCostEvaluator(target.space, target.build_network, ZeroCostConfig(
-        proxy=proxy, cache_file=str(out / f"values_{name}.jsonl"), **overrides),
-        train=target.data.train, prepare=target.data.prepare, device=device) for name, (proxy, overrides) in jobs.items()}
+    evaluators = build_evaluators(target, jobs, device, out)
     classes = list(dict.fromkeys(target.space.canonical(a) for a in target.archs))
     order = [classes[i] for i in np.random.default_rng(0).permutation(len(classes))]
 
-    started = time.perf_counter()
     if not args.report_only:
         for name, evaluator in evaluators.items():
             logging.info("%s: %d of %d classes scored", name, len(evaluator.values), len(order))
-        for done, cls in enumerate(order):  # class by class: every proxy covers the same uniform sample
-            if args.stop_after_s and time.perf_counter() - started > args.stop_after_s:
-                logging.info("stopped after %.0f s at class %d; the same command continues", args.stop_after_s, done)
-                break
-            for evaluator in evaluators.values():
-                evaluator.component_values(cls)
+        if args.workers == 1:
+            score_here(order, evaluators, args.stop_after_s)
+        else:
+            score_in_workers(order, evaluators, target, jobs, args.workers, args.threads, args.stop_after_s)
     for name in jobs:
         write_snapshot(out / f"values_{name}.jsonl")
-    write_report(out, target, evaluators, f"{args.threads} threads" if device.type == "cpu" else describe_device(device))
+    where = (describe_device(device) if device.type != "cpu" else f"{args.threads} threads" if args.workers == 1
+             else f"{args.workers} processes of {args.threads} thread{'s' * (args.threads > 1)}")
+    write_report(out, target, evaluators, where)
+
+
+def build_evaluators(target: Target, jobs: dict, device: torch.device, out: Path | None) -> dict:
+    """One evaluator per job (proxy or variant), with its cache file in ``out`` (none: in memory only)."""
+    return {name: ZeroCostEvaluator(target.space, target.build_network, ZeroCostConfig(
+        proxy=proxy, cache_file=str(out / f"values_{name}.jsonl") if out else None, **overrides),
+        train=target.data.train, prepare=target.data.prepare, device=device) for name, (proxy, overrides) in jobs.items()}
+
+
+def score_here(order: list, evaluators: dict, stop_after_s: float) -> None:
+    """Class by class in this process: every proxy covers the same prefix of the (uniformly random) order."""
+    started = time.perf_counter()
+    for done, cls in enumerate(order):
+        if stop_after_s and time.perf_counter() - started > stop_after_s:
+            logging.info("stopped after %.0f s at class %d; the same command continues", stop_after_s, done)
+            return
+        for evaluator in evaluators.values():
+            evaluator.component_values(cls)
+
+
+#: a forked worker's state: its own evaluators (no cache file), built once by _start_worker
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(jobs: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _worker["evaluators"] = build_evaluators(_worker["target"], jobs, torch.device("cpu"), None)
+
+
+def _score(native: str) -> tuple[str, dict[str, tuple[dict, float]]]:
+    """Every job's values of one class (given by its string) and the seconds each took, in a worker."""
+    scored = {}
+    for name, evaluator in _worker["evaluators"].items():
+        arch = evaluator.space.parse(native)
+        values = evaluator.component_values(arch)
+        scored[name] = (values, evaluator.seconds[evaluator.key(arch)])
+    return native, scored
+
+
+def score_in_workers(order: list, evaluators: dict, target: Target, jobs: dict, workers: int, threads: int,
+                     stop_after_s: float) -> None:
+    """The classes not yet scored by every job, in ``workers`` forked processes; the values are taken (and cached
+    by this process's evaluators) in the order's order, so a stop leaves a prefix of it scored."""
+    space = target.space
+    todo = [space.format(c) for c in order if any(c not in e.values for e in evaluators.values())]
+    if not todo:
+        return
+    _worker["target"] = target  # forked workers inherit it instead of reading the data again
+    started, taken = time.perf_counter(), 0
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker,
+                                                  initargs=(jobs, threads)) as pool:
+        for native, scored in pool.imap(_score, todo):
+            arch = space.parse(native)
+            for name, (values, seconds) in scored.items():
+                if evaluators[name].key(arch) not in evaluators[name].values:
+                    evaluators[name].record(arch, values, seconds)
+            taken += 1
+            if stop_after_s and time.perf_counter() - started > stop_after_s:
+                logging.info("stopped after %.0f s with %d of %d classes taken; the same command continues",
+                             stop_after_s, taken, len(todo))
+                pool.terminate()
+                break
 
 
 def continue_from_snapshot(cache: Path) -> None:

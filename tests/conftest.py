@@ -52,11 +52,17 @@ def load_script():
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
         sys.path.insert(0, str(folder))
+        module = importlib.util.module_from_spec(spec)
+        previous = sys.modules.get(name)
+        sys.modules[name] = module  # a dataclass of a module with postponed annotations looks its module up
         try:
-            module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         finally:
             sys.path.remove(str(folder))
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
         return module
 
     return load

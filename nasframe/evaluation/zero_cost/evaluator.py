@@ -105,10 +105,14 @@ class ZeroCostEvaluator:
 
     def __init__(self, space: SearchSpace, build_network: Callable[[Arch], nn.Module], config: ZeroCostConfig,
                  train: TensorSplit | None = None, prepare: Transform | None = None,
-                 device: torch.device | str = "cpu", config_key: str = "evaluator") -> None:
+                 device: torch.device | str = "cpu", config_key: str = "evaluator",
+                 proxies: Sequence[Proxy] = ()) -> None:
         """``build_network(arch)`` returns the arch's standalone network on ``device`` (a graph network with its
         graph bound); ``train`` and ``prepare`` give the real input batches. ``config_key``: where ``config`` sits
-        in the user's config, which errors about it name (``selector`` for a selector's proxies)."""
+        in the user's config, which errors about it name (``selector`` for a selector's proxies). ``proxies``:
+        instances to run in place of the registered proxies of the same name that ``config.proxy`` names (another
+        way to compute a proxy, e.g. ZiCo with accumulated gradients in ``scripts/zero_cost_gaps.py``); their
+        :meth:`~.base.Proxy.describe` enters the cache key, so their values never mix with the registered ones'."""
         self.space, self.build_network, self.config = space, build_network, config
         self.device = torch.device(device)
         self.config_key = key = config_key
@@ -117,6 +121,12 @@ class ZeroCostEvaluator:
         if config.reference_archs < 1:
             raise ConfigError(f"{key}.reference_archs must be >= 1")
         self.proxies, self.components = resolve_components(config.proxy_names(key), key)
+        replacing = {p.name: p for p in proxies}
+        unknown = sorted(set(replacing) - {p.name for p in self.proxies})
+        if unknown:
+            raise ConfigError(f"{key}.proxy: a replacement for {unknown[0]} was given, but it runs only "
+                              f"{', '.join(p.name for p in self.proxies)}")
+        self.proxies = [replacing.get(p.name, p) for p in self.proxies]
         is_graph = space.takes_graphs
         for proxy in self.proxies:
             if is_graph and not proxy.supports_graphs:
