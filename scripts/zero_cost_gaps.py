@@ -37,12 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from nasframe.evaluation.ranking import ranking_metrics
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
-from nasframe.evaluation.zero_cost.base import ProxyBatch, weight_layers
-from nasframe.evaluation.zero_cost.zico import ZiCo, zico_score
+from nasframe.evaluation.zero_cost.zico import ZiCo
 from nasframe.markdown import markdown_table
 from zero_cost_ranking import PUBLISHED_TAU, TARGETS, Target, load_values
 
@@ -57,19 +55,7 @@ class ZiCoAccumulated(ZiCo):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "gradients": "accumulated between batches (official search script)"}
 
-    def compute(self, net: nn.Module, batch: ProxyBatch) -> dict[str, float]:
-        if batch.is_graph or len(batch.inputs) < 2:
-            raise ValueError("the accumulated-gradient ZiCo is defined here for 2 or more image batches")
-        layers = weight_layers(net)
-        gradients: list[list[torch.Tensor]] = [[] for _ in layers]
-        net.zero_grad(set_to_none=True)
-        for inputs, labels in zip(batch.inputs, batch.labels):
-            nn.functional.cross_entropy(net(inputs), labels).backward()  # added to the gradients kept so far
-            for per_batch, layer in zip(gradients, layers):
-                g = layer.weight.grad
-                per_batch.append(torch.zeros_like(layer.weight) if g is None else g.detach().clone())
-        net.zero_grad(set_to_none=True)
-        return {"zico": zico_score(gradients)}
+    zero_between_batches = False
 
 
 @dataclass(frozen=True)

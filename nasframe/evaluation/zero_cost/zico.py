@@ -53,6 +53,8 @@ class ZiCo(Proxy):
     paper = "ZiCo: Zero-shot NAS via Inverse Coefficient of Variation on Gradients (Li et al., ICLR 2023)"
     settings = ProxySettings(init="default", bn="train", input="real", batch_size=64, batches=2)
     supports_graphs = True
+    #: each ``g_b`` the gradient of batch b alone (the paper); False: kept adding up, as the official search script
+    zero_between_batches = True
 
     def compute(self, net: nn.Module, batch: ProxyBatch) -> dict[str, float]:
         if batch.is_graph:  # one set of training nodes: B disjoint parts of it
@@ -64,8 +66,12 @@ class ZiCo(Proxy):
             raise ValueError("ZiCo needs at least 2 batches (batches=2) to measure the gradients' variation")
         layers = weight_layers(net)
         gradients: list[list[torch.Tensor]] = [[] for _ in layers]
+        net.zero_grad(set_to_none=True)
         for inputs, labels in pairs:
-            cross_entropy_backward(net, inputs, labels)
+            if self.zero_between_batches:
+                cross_entropy_backward(net, inputs, labels)
+            else:
+                nn.functional.cross_entropy(net(inputs), labels).backward()  # added to the gradients so far
             for per_batch, layer in zip(gradients, layers):
                 g = layer.weight.grad
                 per_batch.append(torch.zeros_like(layer.weight) if g is None else g.detach().clone())
