@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
+import logging
+import os
 import platform
 import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from omegaconf import OmegaConf
 from nasframe.evaluation.ranking import random_ranking_expectation, ranking_metrics
 from nasframe.evaluation.zero_cost import ZeroCostConfig, ZeroCostEvaluator
 from nasframe.evaluation.zero_cost.combine import combine_population
+from nasframe.evaluation.zero_cost.workers import score_in_workers
 from nasframe.markdown import markdown_table
 from nasframe.search import evaluator_settings
 
@@ -50,9 +51,6 @@ AZ_NAS_DATA = ("az_expressivity", "az_progressivity", "az_trainability")
 #: the label of a component in zero_cost_ranking.py's values at its papers' settings, where it differs (the synflow
 #: variant with the preset's own settings: BatchNorm calibrated on 16 real images)
 PAPER_LABELS = {"synflow": "synflow_bn_calibrated"}
-
-_worker: dict[str, Any] = {}  # the target and evaluator a worker process scores with (set by _start_worker)
-
 
 def load_settings(path: Path) -> ZeroCostConfig:
     """The checked settings of a zero-cost evaluator config file (its Hydra ``defaults`` list dropped)."""
@@ -74,19 +72,6 @@ def build_evaluator(target, settings: ZeroCostConfig, cache_file: str | None = N
                              prepare=target.data.prepare, device="cpu")
 
 
-def _start_worker(target_name: str, settings) -> None:
-    torch.set_num_threads(1)
-    target = _worker.get("target") or TARGETS[target_name](torch.device("cpu"))
-    _worker.update(target=target, evaluator=build_evaluator(target, settings))
-
-
-def _score(native: str) -> tuple[str, dict[str, float], float]:
-    evaluator = _worker["evaluator"]
-    arch = evaluator.space.parse(native)
-    values = evaluator.component_values(arch)
-    return native, values, evaluator.seconds[evaluator.key(arch)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", choices=["nb201"], default="nb201")
@@ -101,6 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     torch.set_num_threads(1)
     out = args.out or Path(f"results/zero_cost_assembly_{args.target}")
     out.mkdir(parents=True, exist_ok=True)
@@ -114,24 +100,14 @@ def main() -> None:
     order = [classes[i] for i in np.random.default_rng(0).permutation(len(classes))]
     if args.limit:
         order = order[:args.limit]
-    todo = [space.format(c) for c in order if c not in evaluator.values]
+    todo = [c for c in order if c not in evaluator.values]
 
     timing_path = out / "timing.json"
     slices = json.loads(timing_path.read_text()) if timing_path.is_file() else []
     if todo:
-        _worker["target"] = target  # forked workers inherit it instead of reading the data again
         began, cpu_before = time.perf_counter(), _children_cpu()
-        scored = 0
-        context = multiprocessing.get_context("fork")
-        with context.Pool(args.workers, initializer=_start_worker, initargs=(args.target, settings)) as pool:
-            for native, values, seconds in pool.imap_unordered(_score, todo, chunksize=4):
-                evaluator.record(space.parse(native), values, seconds)
-                scored += 1
-                if scored % 250 == 0:
-                    print(f"{scored} of {len(todo)} classes, {time.perf_counter() - began:.0f} s", flush=True)
-                if args.stop_after_s and time.perf_counter() - began > args.stop_after_s:
-                    pool.terminate()
-                    break
+        scored = score_in_workers({"assembly": evaluator}, todo, lambda: {"assembly": build_evaluator(target, settings)},
+                                  args.workers, stop_after_s=args.stop_after_s, log_every=250)
         slices.append({"classes": scored, "workers": args.workers, "wall_s": time.perf_counter() - began,
                        "worker_cpu_s": _children_cpu() - cpu_before, "date": time.strftime("%Y-%m-%d %H:%M"),
                        "command": "python " + " ".join(sys.argv)})
@@ -190,7 +166,7 @@ def write_report(out: Path, target, evaluator: ZeroCostEvaluator, order: list, s
             "isomorphism_classes": len(set(canonical)), "classes_in_order": len(order), "truths": list(truths),
             "evaluator": evaluator.describe(), "evaluator_file": str(args.evaluator),
             "data": f"{target.data.summary()}; training examples, seed {evaluator.config.seed}",
-            "machine": f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} CPUs",
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
         },
         "timing": {"slices": slices, "wall_s": sum(s["wall_s"] for s in slices),

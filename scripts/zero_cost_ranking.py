@@ -34,7 +34,6 @@ import argparse
 import gzip
 import json
 import logging
-import multiprocessing
 import platform
 import sys
 import time
@@ -52,6 +51,7 @@ from nasframe.data.base import build_dataset
 from nasframe.evaluation.ranking import random_ranking_expectation, ranking_metrics, sample_archs
 from nasframe.evaluation.zero_cost import PROXIES, ZeroCostConfig, ZeroCostEvaluator
 from nasframe.evaluation.zero_cost.combine import combine_population
+from nasframe.evaluation.zero_cost.workers import score_in_workers
 from nasframe.hardware import describe_device
 from nasframe.markdown import markdown_table
 from search_spaces.nb201 import NB201Space
@@ -157,7 +157,8 @@ def main() -> None:
         if args.workers == 1:
             score_here(order, evaluators, args.stop_after_s)
         else:
-            score_in_workers(order, evaluators, target, jobs, args.workers, args.threads, args.stop_after_s)
+            score_in_workers(evaluators, order, lambda: build_evaluators(target, jobs, torch.device("cpu"), None),
+                             args.workers, args.threads, args.stop_after_s)
     for name in jobs:
         write_snapshot(out / f"values_{name}.jsonl")
     where = (describe_device(device) if device.type != "cpu" else f"{args.threads} threads" if args.workers == 1
@@ -181,50 +182,6 @@ def score_here(order: list, evaluators: dict, stop_after_s: float) -> None:
             return
         for evaluator in evaluators.values():
             evaluator.component_values(cls)
-
-
-#: a forked worker's state: its own evaluators (no cache file), built once by _start_worker
-_worker: dict[str, Any] = {}
-
-
-def _start_worker(jobs: dict, threads: int) -> None:
-    torch.set_num_threads(threads)
-    _worker["evaluators"] = build_evaluators(_worker["target"], jobs, torch.device("cpu"), None)
-
-
-def _score(native: str) -> tuple[str, dict[str, tuple[dict, float]]]:
-    """Every job's values of one class (given by its string) and the seconds each took, in a worker."""
-    scored = {}
-    for name, evaluator in _worker["evaluators"].items():
-        arch = evaluator.space.parse(native)
-        values = evaluator.component_values(arch)
-        scored[name] = (values, evaluator.seconds[evaluator.key(arch)])
-    return native, scored
-
-
-def score_in_workers(order: list, evaluators: dict, target: Target, jobs: dict, workers: int, threads: int,
-                     stop_after_s: float) -> None:
-    """The classes not yet scored by every job, in ``workers`` forked processes; the values are taken (and cached
-    by this process's evaluators) in the order's order, so a stop leaves a prefix of it scored."""
-    space = target.space
-    todo = [space.format(c) for c in order if any(c not in e.values for e in evaluators.values())]
-    if not todo:
-        return
-    _worker["target"] = target  # forked workers inherit it instead of reading the data again
-    started, taken = time.perf_counter(), 0
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker,
-                                                  initargs=(jobs, threads)) as pool:
-        for native, scored in pool.imap(_score, todo):
-            arch = space.parse(native)
-            for name, (values, seconds) in scored.items():
-                if evaluators[name].key(arch) not in evaluators[name].values:
-                    evaluators[name].record(arch, values, seconds)
-            taken += 1
-            if stop_after_s and time.perf_counter() - started > stop_after_s:
-                logging.info("stopped after %.0f s with %d of %d classes taken; the same command continues",
-                             stop_after_s, taken, len(todo))
-                pool.terminate()
-                break
 
 
 def continue_from_snapshot(cache: Path) -> None:

@@ -17,7 +17,6 @@ from search_spaces.nb201 import NB201Space
 
 def test_the_ranking_script_scores_the_same_values_in_worker_processes(load_script, monkeypatch, tmp_path):
     ranking = load_script("zero_cost_ranking")
-    monkeypatch.setitem(sys.modules, "zero_cost_ranking", ranking)  # the pool pickles its task function by name
     space = NB201Space(DataSpec(3, (8, 8), 10), channels=4, cells_per_stage=1)
     train = TensorSplit(torch.randn(128, 3, 8, 8, generator=torch.Generator().manual_seed(0)),
                         torch.randint(0, 10, (128,), generator=torch.Generator().manual_seed(1)))
