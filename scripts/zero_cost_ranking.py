@@ -161,7 +161,9 @@ def main() -> None:
                              args.workers, args.threads, args.stop_after_s)
     for name in jobs:
         write_snapshot(out / f"values_{name}.jsonl")
-    where = (describe_device(device) if device.type != "cpu" else f"{args.threads} threads" if args.workers == 1
+    where = ("the report only, from the values kept (each slice's machine and processes: its commit message)"
+             if args.report_only else describe_device(device) if device.type != "cpu"
+             else f"{args.threads} threads" if args.workers == 1
              else f"{args.workers} processes of {args.threads} thread{'s' * (args.threads > 1)}")
     write_report(out, target, evaluators, where)
 
