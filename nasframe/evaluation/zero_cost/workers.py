@@ -29,11 +29,13 @@ _worker: dict[str, Any] = {}
 def missing_jobs(evaluators: Mapping[str, ZeroCostEvaluator], archs: Iterable) -> list[tuple[str, list[str]]]:
     """Each arch (as its string) with the names of the evaluators that lack its values, in order; archs that every
     evaluator has already scored are left out."""
-    todo = []
+    if not evaluators:
+        return []
+    todo, space = [], next(iter(evaluators.values())).space
     for arch in archs:
         names = [name for name, ev in evaluators.items() if ev.key(arch) not in ev.values]
         if names:
-            todo.append((next(iter(evaluators.values())).space.format(arch), names))
+            todo.append((space.format(arch), names))
     return todo
 
 
@@ -67,8 +69,6 @@ def score_in_workers(evaluators: Mapping[str, ZeroCostEvaluator], archs: Iterabl
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
-    if not evaluators:
-        return 0
     todo = missing_jobs(evaluators, archs)
     if not todo:
         return 0
