@@ -100,13 +100,12 @@ def main() -> None:
     order = [classes[i] for i in np.random.default_rng(0).permutation(len(classes))]
     if args.limit:
         order = order[:args.limit]
-    todo = [c for c in order if c not in evaluator.values]
 
     timing_path = out / "timing.json"
     slices = json.loads(timing_path.read_text()) if timing_path.is_file() else []
-    if todo:
+    if any(c not in evaluator.values for c in order):
         began, cpu_before = time.perf_counter(), _children_cpu()
-        scored = score_in_workers({"assembly": evaluator}, todo, lambda: {"assembly": build_evaluator(target, settings)},
+        scored = score_in_workers({"assembly": evaluator}, order, lambda: {"assembly": build_evaluator(target, settings)},
                                   args.workers, stop_after_s=args.stop_after_s, log_every=250)
         slices.append({"classes": scored, "workers": args.workers, "wall_s": time.perf_counter() - began,
                        "worker_cpu_s": _children_cpu() - cpu_before, "date": time.strftime("%Y-%m-%d %H:%M"),

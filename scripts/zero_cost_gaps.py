@@ -1,6 +1,6 @@
 """Where a proxy's Kendall tau on NAS-Bench-201 differs from the published one by more than 0.03: what it comes from.
 
-    python scripts/zero_cost_gaps.py --threads 1                  # every check (47 min on one thread)
+    python scripts/zero_cost_gaps.py --threads 1                  # every check (46 min of scoring on one thread)
     python scripts/zero_cost_gaps.py --checks naswot_raw zico_accumulated --threads 2
 
 ``scripts/zero_cost_ranking.py`` (``results/zero_cost_nb201/``) scores each isomorphism class of NB201 cells once, with
@@ -52,10 +52,7 @@ class ZiCoAccumulated(ZiCo):
     two batches, so the second "batch gradient" is ``g_1 + g_2`` instead of ``g_2`` (the paper's definition, and
     :class:`~nasframe.evaluation.zero_cost.zico.ZiCo`, zero them)."""
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "gradients": "accumulated between batches (official search script)"}
-
-    zero_between_batches = False
+    zero_between_batches = False  # ZiCo.describe says so, so its values are cached apart from the paper's
 
 
 @dataclass(frozen=True)

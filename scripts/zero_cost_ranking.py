@@ -154,11 +154,9 @@ def main() -> None:
     if not args.report_only:
         for name, evaluator in evaluators.items():
             logging.info("%s: %d of %d classes scored", name, len(evaluator.values), len(order))
-        if args.workers == 1:
-            score_here(order, evaluators, args.stop_after_s)
-        else:
-            score_in_workers(evaluators, order, lambda: build_evaluators(target, jobs, torch.device("cpu"), None),
-                             args.workers, args.threads, args.stop_after_s)
+        # class by class (one class by every proxy before the next): a stop leaves the same prefix of the order
+        score_in_workers(evaluators, order, lambda: build_evaluators(target, jobs, torch.device("cpu"), None),
+                         args.workers, args.threads, args.stop_after_s)
     for name in jobs:
         write_snapshot(out / f"values_{name}.jsonl")
     where = ("the report only, from the values kept (each slice's machine and processes: its commit message)"
@@ -173,17 +171,6 @@ def build_evaluators(target: Target, jobs: dict, device: torch.device, out: Path
     return {name: ZeroCostEvaluator(target.space, target.build_network, ZeroCostConfig(
         proxy=proxy, cache_file=str(out / f"values_{name}.jsonl") if out else None, **overrides),
         train=target.data.train, prepare=target.data.prepare, device=device) for name, (proxy, overrides) in jobs.items()}
-
-
-def score_here(order: list, evaluators: dict, stop_after_s: float) -> None:
-    """Class by class in this process: every proxy covers the same prefix of the (uniformly random) order."""
-    started = time.perf_counter()
-    for done, cls in enumerate(order):
-        if stop_after_s and time.perf_counter() - started > stop_after_s:
-            logging.info("stopped after %.0f s at class %d; the same command continues", stop_after_s, done)
-            return
-        for evaluator in evaluators.values():
-            evaluator.component_values(cls)
 
 
 def continue_from_snapshot(cache: Path) -> None:

@@ -32,16 +32,17 @@ def cached(folder, name) -> list[str]:
     return [json.loads(line)["arch"] for line in (folder / f"{name}.jsonl").read_text().splitlines()]
 
 
-def test_workers_record_the_values_one_process_computes_in_the_given_order(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])  # 1: in this process
+def test_workers_record_the_values_one_process_computes_in_the_given_order(tmp_path, workers):
     here = evaluators()
     mine = evaluators(tmp_path)
-    taken = score_in_workers(mine, CLASSES, evaluators, workers=2)
+    taken = score_in_workers(mine, CLASSES, evaluators, workers=workers)
     assert taken == len(CLASSES)
     for name in ("params", "jacov"):
         assert cached(tmp_path, name) == [SPACE.format(c) for c in CLASSES]
         assert [mine[name].values[c][name] for c in CLASSES] == pytest.approx(
             [here[name].component_values(c)[name] for c in CLASSES])
-    assert score_in_workers(mine, CLASSES, evaluators, workers=2) == 0  # nothing missing: nothing recorded again
+    assert score_in_workers(mine, CLASSES, evaluators, workers=workers) == 0  # nothing missing: nothing recorded again
     assert len(cached(tmp_path, "params")) == len(CLASSES)
 
 
@@ -57,10 +58,11 @@ def test_only_the_missing_evaluators_are_sent_and_recorded(tmp_path):
     assert cached(tmp_path, "jacov") == [SPACE.format(c) for c in CLASSES]
 
 
-def test_a_stop_leaves_a_prefix_of_the_order_scored(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_leaves_a_prefix_of_the_order_scored(tmp_path, workers):
     mine = evaluators(tmp_path)
-    taken = score_in_workers(mine, CLASSES, evaluators, workers=2, stop_after_s=1e-9)
+    taken = score_in_workers(mine, CLASSES, evaluators, workers=workers, stop_after_s=1e-9)
     assert taken == 1  # the first value that comes back is past the limit
     assert cached(tmp_path, "jacov") == [SPACE.format(CLASSES[0])]
-    assert score_in_workers(mine, CLASSES, evaluators, workers=2) == len(CLASSES) - 1  # the same call continues
+    assert score_in_workers(mine, CLASSES, evaluators, workers=workers) == len(CLASSES) - 1  # the same call continues
     assert cached(tmp_path, "jacov") == [SPACE.format(c) for c in CLASSES]

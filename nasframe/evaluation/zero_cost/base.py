@@ -95,7 +95,7 @@ class Proxy(ABC):
 
 
 #: modules of this package that hold no proxy; every other module defines (and registers) one
-_NOT_PROXIES = {"__init__", "base", "evaluator", "combine", "prepare"}
+_NOT_PROXIES = {"__init__", "base", "evaluator", "combine", "prepare", "workers"}
 
 PROXIES: Registry[Any] = Registry(
     "zero-cost proxy", "nasframe.proxies",
@@ -118,9 +118,12 @@ def weight_layers(net: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def cross_entropy_backward(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One forward and backward pass of the cross-entropy loss; returns the (detached) loss."""
-    net.zero_grad(set_to_none=True)
+def cross_entropy_backward(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                           zero_grad: bool = True) -> torch.Tensor:
+    """One forward and backward pass of the cross-entropy loss; returns the (detached) loss. ``zero_grad=False``
+    adds the gradients to those already in the parameters' ``.grad``."""
+    if zero_grad:
+        net.zero_grad(set_to_none=True)
     loss = nn.functional.cross_entropy(net(inputs), labels)
     loss.backward()
     return loss.detach()

@@ -25,6 +25,7 @@ gradients would not vary; the training nodes are therefore split into B disjoint
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,6 +57,12 @@ class ZiCo(Proxy):
     #: each ``g_b`` the gradient of batch b alone (the paper); False: kept adding up, as the official search script
     zero_between_batches = True
 
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        if not self.zero_between_batches:  # (the paper's way adds nothing: its cached values keep their key)
+            described["gradients"] = "accumulated between batches (official search script)"
+        return described
+
     def compute(self, net: nn.Module, batch: ProxyBatch) -> dict[str, float]:
         if batch.is_graph:  # one set of training nodes: B disjoint parts of it
             parts = len(batch.inputs)
@@ -68,10 +75,7 @@ class ZiCo(Proxy):
         gradients: list[list[torch.Tensor]] = [[] for _ in layers]
         net.zero_grad(set_to_none=True)
         for inputs, labels in pairs:
-            if self.zero_between_batches:
-                cross_entropy_backward(net, inputs, labels)
-            else:
-                nn.functional.cross_entropy(net(inputs), labels).backward()  # added to the gradients so far
+            cross_entropy_backward(net, inputs, labels, zero_grad=self.zero_between_batches)
             for per_batch, layer in zip(gradients, layers):
                 g = layer.weight.grad
                 per_batch.append(torch.zeros_like(layer.weight) if g is None else g.detach().clone())
